@@ -1,0 +1,217 @@
+"""Proximal Policy Optimisation (Schulman et al. 2017), discrete and continuous actions.
+
+Reads top to bottom: config, runner state, `make_program` (init + one update:
+collect_rollout -> compute_advantages -> update_epochs), `make_train`, and
+`make_policy` (the deterministic policy used by `jaxrl eval`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import distributions, envs, loop
+from jaxrl.config import ConfigError, dynamic, hparams, run, static, validate_fields
+from jaxrl.losses import gae, ppo_policy_loss, value_loss
+from jaxrl.networks import ACTIVATIONS, ActorCritic
+from jaxrl.rollout import collect_rollout, episode_metrics
+
+
+@dataclass(frozen=True)
+class Config:
+    # static: shapes and program structure
+    env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
+    num_envs: int = static(4, "parallel environments per seed", low=1)
+    num_steps: int = static(128, "rollout length per environment and update", low=1)
+    update_epochs: int = static(4, "passes over each rollout", low=1)
+    num_minibatches: int = static(4, "minibatches per epoch; must divide num_envs*num_steps", low=1)
+    hidden_sizes: tuple = static((64, 64), "hidden layer widths of actor and critic", low=1)
+    activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
+    anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
+    clip_value: bool = static(False, "clip the value loss around the old prediction (uses clip_eps)")
+    normalize_obs: bool = static(False, "standardise observations with running statistics")
+    normalize_advantages: bool = static(True, "standardise advantages per minibatch")
+    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)", low=0)
+    unroll: int = static(4, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
+    # dynamic: traced numbers, may differ per run inside one program
+    lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
+    gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
+    gae_lambda: float = dynamic(0.95, "GAE lambda", low=0.0, high=1.0)
+    clip_eps: float = dynamic(0.2, "PPO ratio clipping epsilon", low=0.0, low_open=True)
+    ent_coef: float = dynamic(0.01, "entropy bonus coefficient", low=0.0)
+    vf_coef: float = dynamic(0.5, "value loss coefficient", low=0.0)
+    max_grad_norm: float = dynamic(0.5, "global gradient-norm clip", low=0.0, low_open=True)
+    # run: host-side only
+    total_timesteps: int = run(500_000, "env steps per seed", low=1)
+    seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
+    num_seeds: int = run(1, "independent seeds trained together in one program", low=1)
+
+    def __post_init__(self):
+        validate_fields(self)
+        batch = self.num_envs * self.num_steps
+        if batch % self.num_minibatches:
+            raise ConfigError(
+                f"num_envs*num_steps={self.num_envs}*{self.num_steps}={batch} is not divisible by "
+                f"num_minibatches={self.num_minibatches}"
+            )
+        if self.total_timesteps < batch:
+            raise ConfigError(
+                f"total_timesteps={self.total_timesteps} is smaller than one update "
+                f"(num_envs*num_steps={batch})"
+            )
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.batch_size
+
+
+# Settings known to work, applied under the user's own (see README's results table).
+PRESETS: dict[str, dict[str, Any]] = {
+    "brax:": dict(num_envs=32, num_steps=64, num_minibatches=8, update_epochs=4, lr=3e-4, ent_coef=0.0,
+                  normalize_obs=True, max_grad_norm=0.5, total_timesteps=1_000_000),
+    "gymnax:Pendulum-v1": dict(num_envs=16, num_steps=128, num_minibatches=8, update_epochs=10, lr=1e-3,
+                               ent_coef=0.0, gamma=0.95, normalize_obs=True, total_timesteps=1_000_000),
+}
+
+
+@struct.dataclass
+class RunnerState:
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array  # [num_envs, *obs_shape]
+    key: jax.Array
+    update_idx: jax.Array  # updates done so far
+    num_updates: jax.Array  # updates in the whole run (for learning-rate annealing)
+    hparams: dict  # dynamic config fields as traced scalars
+
+
+def make_optimizer(hp: dict, lr) -> optax.GradientTransformation:
+    # Rebuilt inside the program from traced numbers; its state structure does not depend on them.
+    return optax.chain(optax.clip_by_global_norm(hp["max_grad_norm"]), optax.scale_by_adam(eps=1e-5), optax.scale(-lr))
+
+
+def make_network(config: Config, env: envs.Environment, env_params) -> tuple[ActorCritic, bool]:
+    if env.num_agents is not None:
+        raise ConfigError(f"ppo is a single-agent algorithm; {config.env} has {env.num_agents} agents")
+    act_space = env.action_space(env_params)
+    discrete = isinstance(act_space, envs.Discrete)
+    action_dim = act_space.n if discrete else envs.flat_dim(act_space)
+    obs_ndim = len(env.observation_space(env_params).shape)
+    return ActorCritic(action_dim, discrete, obs_ndim, config.hidden_sizes, config.activation), discrete
+
+
+def make_program(config: Config) -> loop.Program:
+    base_env = envs.make(config.env)
+    env_params = base_env.default_params
+    network, discrete = make_network(config, base_env, env_params)
+    env = envs.make_vec_env(base_env, config.num_envs, normalize_obs=config.normalize_obs)
+    minibatch_size = config.batch_size // config.num_minibatches
+
+    def init(key, hp):
+        key, net_key, env_key = jax.random.split(key, 3)
+        obs, env_state = env.reset(env_key, env_params)
+        params = network.init(net_key, obs)
+        opt_state = make_optimizer(hp, 0.0).init(params)
+        hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
+        return RunnerState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
+
+    def policy(params):
+        def act(key, obs):
+            dist, value = network.apply(params, obs)
+            action, log_prob = distributions.sample_log_prob(key, dist, discrete)
+            return action, {"log_prob": log_prob, "value": value}
+
+        return act
+
+    def compute_advantages(params, traj, hp):
+        next_values = network.apply(params, traj.next_obs, method=ActorCritic.value)
+        return gae(traj.reward, traj.extras["value"], next_values, traj.terminated, traj.done,
+                   hp["gamma"], hp["gae_lambda"])
+
+    def loss_fn(params, batch, hp):
+        traj, advantages, targets = batch
+        dist, values = network.apply(params, traj.obs)
+        log_prob = distributions.log_prob(dist, traj.action, discrete)
+        if config.normalize_advantages:
+            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        pi_loss, clip_frac, approx_kl = ppo_policy_loss(log_prob, traj.extras["log_prob"], advantages, hp["clip_eps"])
+        v_loss = value_loss(values, traj.extras["value"], targets, hp["clip_eps"], config.clip_value)
+        entropy = distributions.entropy(dist, discrete).mean()
+        total = pi_loss + hp["vf_coef"] * v_loss - hp["ent_coef"] * entropy
+        return total, {"policy_loss": pi_loss, "value_loss": v_loss, "entropy": entropy,
+                       "approx_kl": approx_kl, "clip_frac": clip_frac}
+
+    def update_minibatch(carry, batch):
+        params, opt_state, hp, lr = carry
+        grads, stats = jax.grad(loss_fn, has_aux=True)(params, batch, hp)
+        updates, opt_state = make_optimizer(hp, lr).update(grads, opt_state, params)
+        stats["grad_norm"] = optax.global_norm(grads)
+        return (optax.apply_updates(params, updates), opt_state, hp, lr), stats
+
+    def update_epoch(batch, carry, key):
+        flat = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
+        order = jax.random.permutation(key, config.batch_size)
+        shuffled = jax.tree.map(
+            lambda x: x[order].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]), flat)
+        return jax.lax.scan(update_minibatch, carry, shuffled)
+
+    def update(state: RunnerState):
+        hp = state.hparams
+        key, rollout_key, epoch_key = jax.random.split(state.key, 3)
+        traj, env_state, obs = collect_rollout(
+            env, env_params, policy(state.params), state.env_state, state.obs, rollout_key, config.num_steps,
+            config.unroll)
+        advantages, targets = compute_advantages(state.params, traj, hp)
+        frac = 1.0 - state.update_idx / state.num_updates if config.anneal_lr else 1.0
+        lr = hp["lr"] * frac
+        carry = (state.params, state.opt_state, hp, lr)
+        (params, opt_state, *_), stats = jax.lax.scan(
+            partial(update_epoch, (traj, advantages, targets)), carry, jax.random.split(epoch_key, config.update_epochs))
+        metrics = {k: v.mean() for k, v in stats.items()} | episode_metrics(traj) | {"lr": lr}
+        new_state = RunnerState(params, opt_state, env_state, obs, key, state.update_idx + 1,
+                                state.num_updates, hp)
+        return new_state, metrics
+
+    updates_per_chunk = config.updates_per_chunk or loop.auto_chunk(config.num_updates)
+    return loop.Program(init, update, config.num_updates, config.batch_size,
+                        min(updates_per_chunk, config.num_updates))
+
+
+def make_train(config: Config):
+    """`train(key) -> (runner_state, metrics)`: one compiled program, vmappable over keys."""
+    return loop.make_train(make_program(config), hparams(config))
+
+
+def policy_state(state: RunnerState) -> dict:
+    """What a trained policy needs outside training: parameters and observation statistics."""
+    out = {"params": state.params}
+    if hasattr(state.env_state, "obs_stats"):
+        out["obs_stats"] = {"mean": state.env_state.obs_stats.mean, "var": state.env_state.obs_stats.var,
+                            "count": state.env_state.obs_stats.count}
+    return out
+
+
+def make_policy(config: Config, env: envs.Environment, env_params):
+    """`act(policy_state, obs) -> action`: deterministic (mode) action; obs [*obs_shape] or batched."""
+    from jaxrl.normalize import RunningStats, normalize
+
+    network, discrete = make_network(config, env, env_params)
+
+    def act(pstate, obs):
+        if "obs_stats" in pstate:
+            obs = normalize(RunningStats(**pstate["obs_stats"]), obs)
+        dist, _ = network.apply(pstate["params"], obs)
+        return distributions.mode(dist, discrete)
+
+    return act

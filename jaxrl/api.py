@@ -1,0 +1,226 @@
+"""The Python API behind the `jaxrl` command: resolve a config, train with a
+run record, evaluate a run directory."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxrl import algos, checkpoint, records
+from jaxrl.config import check_keys, load_yaml, to_dict
+from jaxrl.errors import JaxrlError
+
+
+def resolve_config(algo: str = "ppo", config_file: str | None = None, overrides: dict[str, Any] | None = None):
+    """Defaults <- preset of the env <- config file <- overrides; validated, before any compilation."""
+    module = algos.get(algo)
+    values: dict[str, Any] = {}
+    if config_file:
+        values = load_yaml(config_file)
+        file_algo = values.pop("algo", algo)
+        if file_algo != algo:
+            raise JaxrlError(f"config file {config_file!r} is for algo {file_algo!r}, not {algo!r}")
+        check_keys(module.Config, values, f"config file {config_file!r}")
+    overrides = dict(overrides or {})
+    check_keys(module.Config, overrides, "overrides")
+    env_id = overrides.get("env", values.get("env", module.Config.env if hasattr(module.Config, "env") else None))
+    preset = {}
+    if not config_file:  # a config file is complete; presets fill in defaults only
+        for prefix, settings in module.PRESETS.items():
+            if isinstance(env_id, str) and env_id.startswith(prefix):
+                preset.update(settings)
+    return module.Config(**{**preset, **values, **overrides})
+
+
+def config_algo(config) -> str:
+    for name in algos.ALGOS:
+        if type(config) is algos.get(name).Config:
+            return name
+    raise JaxrlError(f"{type(config).__name__} is not a registered algorithm config")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path | None
+    summary: dict
+    state: Any  # final runner state, batched over seeds
+    metrics: dict[str, np.ndarray]  # name -> [num_seeds, num_updates]
+
+
+class Progress:
+    """Live progress between compiled chunks: env steps, steps/s, return."""
+
+    def __init__(self, total_steps: int, num_seeds: int, enabled: bool):
+        self.bar = None
+        self.enabled = enabled
+        self.total, self.num_seeds = total_steps, num_seeds
+
+    def compiled(self, seconds: float) -> None:
+        if self.enabled:
+            print(f"compiled in {seconds:.1f} s", file=sys.stderr, flush=True)
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
+                            desc="train", bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                                     "[{elapsed}<{remaining}{postfix}]")
+
+    def chunk(self, env_steps: int, steps_per_s: float, ret: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{steps_per_s / 1e3:,.0f}k steps/s, return {ret:.1f}", refresh=False)
+            self.bar.update(env_steps - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def metric_rows(report, num_seeds: int, first_seed: int, steps_per_update: int, steps_per_s: float) -> list[dict]:
+    """metrics.csv rows of one chunk: one per update per seed."""
+    m = report.metrics
+    rows = []
+    for s in range(num_seeds):
+        for i in range(report.num_updates):
+            count = m["episodes"][s, i]
+            row = {
+                "seed": first_seed + s,
+                "update": report.first_update + i + 1,
+                "env_steps": (report.first_update + i + 1) * steps_per_update,
+                "episodes": int(count),
+                "episode_return": float(m["episode_return_sum"][s, i] / count) if count else "",
+                "episode_length": float(m["episode_length_sum"][s, i] / count) if count else "",
+            }
+            row.update({k: float(v[s, i]) for k, v in m.items()
+                        if k not in ("episodes", "episode_return_sum", "episode_length_sum")})
+            row["steps_per_second"] = round(steps_per_s)
+            rows.append(row)
+    return rows
+
+
+def train(config, out: str | None = None, progress: bool = True, record: bool = True,
+          eval_episodes: int = 10) -> TrainResult:
+    """Train `config` (all seeds in one program); with `record`, write a run directory."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrl.config import hparams
+
+    wall_start = time.perf_counter()
+    algo = config_algo(config)
+    module = algos.get(algo)
+    program = module.make_program(config)  # builds the env, checks it fits the algorithm
+    run_dir = records.new_run_dir(out, algo, config.env) if record else None
+    rec = records.RunRecord(run_dir, to_dict(config), algo) if record else None
+    seeds = np.arange(config.seed, config.seed + config.num_seeds)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+    bar = Progress(program.num_updates * program.steps_per_update, config.num_seeds, progress)
+    last = {"t": 0.0, "steps": 0}
+
+    def on_chunk(report):
+        dt = report.run_seconds - last["t"]
+        sps = (report.env_steps - last["steps"]) * config.num_seeds / max(dt, 1e-9)
+        last.update(t=report.run_seconds, steps=report.env_steps)
+        if rec:
+            rec.add_metrics(metric_rows(report, config.num_seeds, config.seed, program.steps_per_update, sps))
+        count = report.metrics["episodes"].sum()
+        ret = report.metrics["episode_return_sum"].sum() / count if count else float("nan")
+        bar.chunk(report.env_steps, sps, ret)
+
+    try:
+        from jaxrl import loop
+
+        state, metrics, timings = loop.run(program, keys, hparams(config), bar.compiled, on_chunk)
+        bar.close()
+        final = records.final_returns(metrics)
+        summary = {
+            "algo": algo,
+            "env": config.env,
+            "seeds": seeds.tolist(),
+            "env_steps_per_seed": program.num_updates * program.steps_per_update,
+            "final_return_mean": _num(np.nanmean(final)),
+            "final_return_std": _num(np.nanstd(final)),
+            "final_return_per_seed": [_num(v) for v in final],
+            "best_return": _num(np.nanmax(records.smoothed_returns(metrics).mean(0))),
+            "compile_s": round(timings["compile_s"], 3),
+            "run_s": round(timings["run_s"], 3),
+            "steps_per_second": round(program.num_updates * program.steps_per_update * config.num_seeds
+                                      / timings["run_s"]),
+        }
+        policy = module.policy_state(state)
+        if eval_episodes:
+            summary["eval"] = evaluate_state(config, policy, eval_episodes, seed=config.seed)
+        if rec:
+            checkpoint.save(run_dir / "checkpoints", program.num_updates, state, policy)
+            records.plot_curves(run_dir, metrics, program.steps_per_update, f"{algo} on {config.env}")
+            summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
+            rec.write_summary(summary)
+            rec.finish("finished")
+        return TrainResult(run_dir, summary, state, metrics)
+    except BaseException as err:
+        bar.close()
+        if rec:
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            rec.finish(status, f"{type(err).__name__}: {err}")
+        raise
+
+
+def _num(x) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else round(x, 4)
+
+
+def evaluate_state(config, policy: dict, episodes: int, seed: int = 0) -> dict:
+    """Deterministic-policy return over `episodes` episodes for every seed in `policy` (leading axis)."""
+    import jax
+
+    from jaxrl import envs
+    from jaxrl.evaluate import evaluate_policy
+
+    module = algos.get(config_algo(config))
+    env = envs.make(config.env)
+    act = module.make_policy(config, env, env.default_params)
+    num_seeds = jax.tree.leaves(policy)[0].shape[0]
+    keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
+    run = jax.jit(jax.vmap(lambda p, k: evaluate_policy(env, env.default_params, act, p, k, episodes)))
+    returns, lengths, finished = jax.device_get(run(policy, keys))
+    returns = np.asarray(returns, dtype=np.float64)
+    return {
+        "episodes": int(episodes * num_seeds),
+        "return_mean": round(float(returns.mean()), 4),
+        "return_std": round(float(returns.std()), 4),
+        "return_per_seed": [round(float(r), 4) for r in returns.mean(1)],
+        "length_mean": round(float(np.mean(lengths)), 2),
+        "all_finished": bool(np.all(finished)),
+    }
+
+
+def load_run_config(run_dir: str | Path):
+    """The config a run directory was trained with."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise JaxrlError(f"run directory {str(run_dir)!r} does not exist")
+    if not (run_dir / "config.yaml").is_file():
+        raise JaxrlError(f"{str(run_dir)!r} is not a run directory: it has no config.yaml")
+    values = load_yaml(run_dir / "config.yaml")
+    algo = values.get("algo")
+    if not isinstance(algo, str):
+        raise JaxrlError(f"{str(run_dir / 'config.yaml')!r} names no algo")
+    return resolve_config(algo, str(run_dir / "config.yaml"))
+
+
+def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0, step: int | None = None) -> dict:
+    """`jaxrl eval`: restore the run's policy checkpoint and evaluate it deterministically."""
+    if episodes < 1:
+        raise JaxrlError(f"episodes={episodes}: must be >= 1")
+    config = load_run_config(run_dir)
+    step, policy = checkpoint.restore_policy(Path(run_dir) / "checkpoints", step)
+    result = evaluate_state(config, policy, episodes, seed)
+    return {"run_dir": str(run_dir), "checkpoint": step, "env": config.env, **result}
+
+
+__all__ = ["resolve_config", "train", "evaluate", "TrainResult"]

@@ -1,0 +1,36 @@
+"""Deterministic evaluation of a trained policy, outside the training program."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl.envs import ClipAction, EpisodeStatistics, Vectorize
+
+
+def evaluate_policy(env, env_params, act, policy_state, key, episodes: int, max_steps: int = 100_000):
+    """Run `episodes` episodes in parallel with `act(policy_state, obs) -> action` until each ends.
+
+    Returns (returns [episodes], lengths [episodes], finished [episodes] bool).
+    """
+    venv = Vectorize(EpisodeStatistics(ClipAction(env)), episodes)
+    key, reset_key = jax.random.split(key)
+    obs, state = venv.reset(reset_key, env_params)
+    zeros = jnp.zeros(episodes)
+
+    def not_finished(carry):
+        t, _, _, _, done, _, _ = carry
+        return jnp.logical_and(t < max_steps, ~jnp.all(done))
+
+    def step(carry):
+        t, key, obs, state, done, returns, lengths = carry
+        key, step_key = jax.random.split(key)
+        obs, state, _, _, _, info = venv.step(step_key, state, act(policy_state, obs), env_params)
+        first_end = jnp.logical_and(info["episode_done"], ~done)
+        returns = jnp.where(first_end, info["episode_return"], returns)
+        lengths = jnp.where(first_end, info["episode_length"], lengths)
+        return t + 1, key, obs, state, jnp.logical_or(done, info["episode_done"]), returns, lengths
+
+    carry = (0, key, obs, state, jnp.zeros(episodes, bool), zeros, zeros)
+    _, _, _, _, done, returns, lengths = jax.lax.while_loop(not_finished, step, carry)
+    return returns, lengths, done

@@ -1,0 +1,63 @@
+"""Flax networks shared by the algorithms."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+
+ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
+
+
+def dense(features: int, scale: float) -> nn.Dense:
+    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros)
+
+
+class MLP(nn.Module):
+    """Hidden layers then a linear head; orthogonal init (sqrt(2) hidden, `out_scale` head)."""
+
+    hidden_sizes: Sequence[int]
+    out_features: int
+    activation: str = "tanh"
+    out_scale: float = 1.0
+
+    @nn.compact
+    def __call__(self, x):
+        act = ACTIVATIONS[self.activation]
+        for size in self.hidden_sizes:
+            x = act(dense(size, np.sqrt(2))(x))
+        return dense(self.out_features, self.out_scale)(x)
+
+
+class ActorCritic(nn.Module):
+    """Separate actor and critic MLPs on the flattened observation.
+
+    `obs` is [..., *obs_shape] with `obs_ndim = len(obs_shape)`. Discrete:
+    returns (logits [.., n], value [..]); continuous: ((mean, log_std), value).
+    """
+
+    action_dim: int
+    discrete: bool
+    obs_ndim: int = 1
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+
+    def setup(self):
+        self.actor = MLP(self.hidden_sizes, self.action_dim, self.activation, 0.01)
+        self.critic = MLP(self.hidden_sizes, 1, self.activation, 1.0)
+        if not self.discrete:
+            self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+
+    def _flat(self, obs):
+        return obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,)).astype(jnp.float32)
+
+    def __call__(self, obs):
+        x = self._flat(obs)
+        head = self.actor(x)
+        dist = head if self.discrete else (head, jnp.broadcast_to(self.log_std, head.shape))
+        return dist, self.critic(x)[..., 0]
+
+    def value(self, obs):
+        return self.critic(self._flat(obs))[..., 0]

@@ -1,0 +1,181 @@
+"""Run records: what every run leaves on disk.
+
+    config.yaml    full resolved config (rerun with `jaxrl train --config`)
+    metadata.json  versions, git commit, device, command, times, status
+    metrics.csv    one row per update per seed
+    summary.json   final and best figures
+    checkpoints/   orbax (see `checkpoint`)
+    curves.png     learning curves, mean and spread over seeds
+Every file is written to a temporary name and renamed, so a crash never
+leaves a half-written record.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from jaxrl.errors import JaxrlError
+
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "gymnax", "brax", "jaxmarl", "numpy")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def new_run_dir(out: str | None, algo: str, env_id: str, root: str = "runs") -> Path:
+    """`out` if given (must not hold a run already), else runs/<algo>-<env>-<time>."""
+    if out:
+        path = Path(out)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise JaxrlError(f"output directory {out!r} already exists and is not empty; choose another --out")
+    else:
+        name = env_id.split(":")[-1].replace("/", "_")
+        path = Path(root) / f"{algo}-{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        suffix = 1
+        while path.exists():
+            path = path.with_name(f"{path.name.rsplit('.', 1)[0]}.{suffix}")
+            suffix += 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class RunRecord:
+    """Writes one run directory; the host loop calls it between compiled chunks."""
+
+    def __init__(self, path: Path, config: dict[str, Any], algo: str):
+        import jax
+
+        self.path = Path(path)
+        self.metrics_rows: list[dict] = []
+        atomic_write(self.path / "config.yaml", yaml.safe_dump({"algo": algo, **config}, sort_keys=False))
+        self.meta = {
+            "jaxrl_version": importlib_metadata.version("jaxrl"),
+            "git_commit": git_commit(),
+            "versions": versions(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "device_kind": jax.devices()[0].device_kind,
+            "device_count": jax.device_count(),
+            "command": sys.argv,
+            "start_time": now(),
+            "end_time": None,
+            "status": "running",
+            "error": None,
+        }
+        self.write_metadata()
+
+    def write_metadata(self, **updates) -> None:
+        self.meta.update(updates)
+        atomic_write(self.path / "metadata.json", json.dumps(self.meta, indent=2))
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.write_metadata(status=status, error=error, end_time=now())
+
+    def add_metrics(self, rows: list[dict]) -> None:
+        self.metrics_rows.extend(rows)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(self.metrics_rows[0]))
+        writer.writeheader()
+        writer.writerows(self.metrics_rows)
+        atomic_write(self.path / "metrics.csv", buf.getvalue())
+
+    def write_summary(self, summary: dict) -> None:
+        atomic_write(self.path / "summary.json", json.dumps(summary, indent=2))
+
+
+def read_metrics(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def plot_curves(run_dir: Path, metrics: dict[str, np.ndarray], steps_per_update: int, title: str) -> Path:
+    """curves.png: episode return (mean over seeds, min-max band), value loss, entropy vs env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = (np.arange(metrics["episodes"].shape[1]) + 1) * steps_per_update
+    returns = smoothed_returns(metrics)
+    panels = [("episode return", returns)] + [(k.replace("_", " "), metrics[k]) for k in ("value_loss", "entropy")
+                                               if k in metrics]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4))
+    for ax, (name, y) in zip(np.atleast_1d(axes), panels):
+        mean = np.nanmean(y, axis=0)
+        ax.plot(x, mean, lw=1.5)
+        if y.shape[0] > 1:
+            ax.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0), alpha=0.25)
+        ax.set_xlabel("env steps")
+        ax.set_title(name + (f" ({y.shape[0]} seeds)" if y.shape[0] > 1 else ""))
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    out = Path(run_dir) / "curves.png"
+    tmp = out.with_name(".curves.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
+
+
+def smoothed_returns(metrics: dict[str, np.ndarray], window: int = 0) -> np.ndarray:
+    """Mean return of episodes finished in a trailing window of updates, [seeds, updates]."""
+    count, total = metrics["episodes"], metrics["episode_return_sum"]
+    window = window or max(1, count.shape[1] // 50)
+    kernel = np.ones(window)
+    conv = lambda a: np.stack([np.convolve(r, kernel)[: a.shape[1]] for r in a])
+    c, t = conv(count), conv(total)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(c > 0, t / np.maximum(c, 1), np.nan)
+
+
+def final_returns(metrics: dict[str, np.ndarray], fraction: float = 0.05) -> np.ndarray:
+    """Per seed: mean return of the episodes that finished in the last `fraction` of updates."""
+    n = max(1, int(round(metrics["episodes"].shape[1] * fraction)))
+    count = metrics["episodes"][:, -n:].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, metrics["episode_return_sum"][:, -n:].sum(1) / np.maximum(count, 1), np.nan)
+
+
