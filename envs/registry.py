@@ -6,7 +6,9 @@ Sources import their package only when one of their ids is used, so
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 import importlib
 from typing import Callable
 
@@ -37,10 +39,15 @@ def register(env_id: str, factory: Callable[..., Environment]) -> None:
     _USER[env_id] = factory
 
 
+def _quiet():
+    # brax and jaxmarl print import chatter to stdout; keep stdout for our own output
+    return contextlib.redirect_stdout(io.StringIO())
+
+
 def _source_ids(source: str) -> list[str]:
     try:
-        module = importlib.import_module(_SOURCES[source])
-        return [f"{source}:{name}" for name in module.ids()]
+        with _quiet():
+            return [f"{source}:{name}" for name in importlib.import_module(_SOURCES[source]).ids()]
     except ImportError:  # an optional package that is not installed
         return []
 
@@ -74,8 +81,8 @@ def make(env_id: str, **kwargs) -> Environment:
         if not names:
             raise UnknownEnvError(f"env source {source!r} is unavailable: its package failed to import")
         raise _unknown(env_id, names)
-    module = importlib.import_module(_SOURCES[source])
     try:
-        return module.make(name, **kwargs)
+        with _quiet():
+            return importlib.import_module(_SOURCES[source]).make(name, **kwargs)
     except TypeError as err:
         raise JaxrlError(f"bad keyword arguments for {env_id}: {err}") from err

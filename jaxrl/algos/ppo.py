@@ -156,7 +156,7 @@ def make_program(config: Config) -> loop.Program:
         params, opt_state, hp, lr = carry
         grads, stats = jax.grad(loss_fn, has_aux=True)(params, batch, hp)
         updates, opt_state = make_optimizer(hp, lr).update(grads, opt_state, params)
-        stats["grad_norm"] = optax.global_norm(grads)
+        stats["grad_norm"] = optax.tree.norm(grads)
         return (optax.apply_updates(params, updates), opt_state, hp, lr), stats
 
     def update_epoch(batch, carry, key):

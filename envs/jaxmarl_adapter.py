@@ -1,0 +1,182 @@
+"""Adapter for jaxmarl multi-agent environments (ids `jaxmarl:<name>`).
+
+Agents are stacked on a leading axis in the env's `agents` order:
+obs [num_agents, *obs_shape] (float32), action [num_agents] (discrete) or
+[num_agents, act_dim] (continuous), reward / terminated / truncated [num_agents].
+Where agents' observation shapes differ (e.g. MPE simple_tag, simple_push),
+each observation is flattened and zero-padded to the largest size. Where
+action sets differ, the action space is the largest one: discrete actions past
+an agent's own range are clipped to its last action and masked out of
+`info["action_mask"]`; continuous actions are cut to each agent's size.
+
+info: "agent_ids" (one-hot [num_agents, num_agents]); "action_mask"
+([num_agents, n] bool, discrete only; from `get_avail_actions`, or hanabi's
+`get_legal_moves`, else all valid); "world_state" where the env provides one
+(SMAX's `obs["world_state"]`, `get_world_state` of MPE facmac and jaxnav; other
+envs have none: concatenate the stacked obs if a critic needs it); and any
+per-agent info dict of the env (e.g. overcooked's "shaped_reward"), stacked.
+Like `final_obs`, these describe the state *before* AutoReset resets it; call
+`action_mask(state)` on the unwrapped env for the mask of a reset state.
+
+jaxmarl's `step` auto-resets, so `step_env` is used and AutoReset does it.
+Time limits arrive as jaxmarl dones; they are split per family:
+- MPE, overcooked, overcooked_v2, coin_game: no terminal states, so every done
+  is the step limit -> truncated.
+- SMAX, HeuristicEnemySMAX: an agent is terminated when it dies or a team is
+  wiped out; an end with both teams alive is the step limit -> truncated.
+- MABrax (ant_4x2, ...): brax's `truncation` flag; built with auto_reset=False.
+- switch_riddle, jaxnav: a done with `state.step >= max_steps` -> truncated
+  (so a true terminal on the very last step counts as truncated, and jaxnav
+  agents that finished earlier switch to truncated at the limit).
+- hanabi and anything else: every done is terminated.
+Not supported: storm, storm_2p, storm_np (observations not keyed by agent),
+JaxRobotarium_* (needs the jaxrobotarium package); LearnedPolicyEnemySMAX
+needs `policy=` and `params=` keyword arguments.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl.envs.core import Environment
+from jaxrl.envs.spaces import Box, Discrete
+from jaxrl.errors import JaxrlError
+
+_LIMIT_ONLY = {"SimpleMPE", "Overcooked", "OvercookedV2", "CoinGame"}  # class names in the env's MRO
+_SMAX = {"SMAX", "EnemySMAX"}
+
+
+def _obs_bounds(space, shape):
+    """The declared bounds where they match the real observations, else unbounded."""
+    kind = type(space).__name__
+    if kind == "Box" and tuple(np.atleast_1d(space.shape)) == shape:
+        return np.asarray(space.low), np.asarray(space.high)
+    if kind == "MultiDiscrete" and tuple(space.shape) == shape:
+        return 0, np.asarray(space.num_categories) - 1
+    return -np.inf, np.inf
+
+
+class JaxMarlEnv(Environment):
+    def __init__(self, env, env_id: str):
+        self._env = env
+        self.env_id = env_id
+        self.agents = list(env.agents)
+        self.num_agents = len(self.agents)
+        obs = jax.eval_shape(env.reset, jax.random.PRNGKey(0))[0]
+        if not isinstance(obs, dict) or any(a not in obs for a in self.agents):
+            raise JaxrlError(f"{env_id}: observations are not keyed by agent; unsupported")
+        shapes = [tuple(obs[a].shape) for a in self.agents]
+        self._pad = None if len(set(shapes)) == 1 else max(int(np.prod(s)) for s in shapes)
+        self._obs_shape = shapes[0] if self._pad is None else (self._pad,)
+        low, high = _obs_bounds(env.observation_space(self.agents[0]), self._obs_shape)
+        self._obs_space = Box.make(low, high, self._obs_shape)
+        self._ws_in_obs = "world_state" in obs
+        self._act_space = self._action_space([env.action_space(a) for a in self.agents])
+        mro = {c.__name__ for c in type(env).__mro__}
+        self._family = ("limit" if mro & _LIMIT_ONLY else "smax" if mro & _SMAX else "mabrax" if "MABraxEnv" in mro
+                        else "steps" if hasattr(env, "max_steps") else "none")
+        from jaxmarl.environments.multi_agent_env import MultiAgentEnv
+
+        self._mask_fn = (env.get_avail_actions if type(env).get_avail_actions is not MultiAgentEnv.get_avail_actions
+                         else getattr(env, "get_legal_moves", None))
+
+    def _action_space(self, spaces):
+        kinds = {type(s).__name__ for s in spaces}
+        if kinds == {"Discrete"}:
+            self._sizes = [int(s.n) for s in spaces]
+            return Discrete(max(self._sizes))
+        if kinds == {"Box"} and all(len(np.atleast_1d(s.shape)) == 1 for s in spaces):
+            self._sizes = [int(np.prod(s.shape)) for s in spaces]
+            lows = np.full((len(spaces), max(self._sizes)), np.inf, np.float32)
+            highs = -lows
+            for i, s in enumerate(spaces):  # per dim: the widest bounds of the agents that have it
+                lows[i, : self._sizes[i]] = np.broadcast_to(np.asarray(s.low), (self._sizes[i],))
+                highs[i, : self._sizes[i]] = np.broadcast_to(np.asarray(s.high), (self._sizes[i],))
+            return Box.make(lows.min(0), highs.max(0), (max(self._sizes),))
+        raise JaxrlError(f"{self.env_id}: unsupported action spaces {sorted(kinds)}")
+
+    def _stack_obs(self, obs):
+        xs = [jnp.asarray(obs[a], jnp.float32) for a in self.agents]
+        if self._pad is not None:
+            xs = [jnp.pad(x.ravel(), (0, self._pad - x.size)) for x in xs]
+        return jnp.stack(xs)
+
+    def _to_dict(self, action):
+        if isinstance(self._act_space, Discrete):
+            return {a: jnp.minimum(action[i], n - 1) for i, (a, n) in enumerate(zip(self.agents, self._sizes))}
+        return {a: action[i, :d] for i, (a, d) in enumerate(zip(self.agents, self._sizes))}
+
+    def action_mask(self, state) -> jax.Array:
+        """[num_agents, n] bool: the actions each agent may take in `state`."""
+        n = self._act_space.n
+        mask = jnp.arange(n)[None, :] < jnp.asarray(self._sizes)[:, None]
+        if self._mask_fn is not None:
+            avail = self._mask_fn(state)
+            rows = [jnp.pad(jnp.asarray(avail[a]) > 0, (0, n - size)) for a, size in zip(self.agents, self._sizes)]
+            mask = mask & jnp.stack(rows)
+        return mask
+
+    def _ends(self, dones, done_all, state, info):
+        """(terminated, truncated) per agent from jaxmarl's dones (see the module docstring)."""
+        ended = dones | done_all
+        if self._family == "smax":
+            inner = getattr(state, "state", state)  # EnemySMAX wraps the SMAX state
+            n = self._env.num_allies
+            wiped_out = ~jnp.any(inner.unit_alive[:n]) | ~jnp.any(inner.unit_alive[n:])
+            terminated = dones | (done_all & wiped_out)
+            return terminated, ended & ~terminated
+        limit = {
+            "limit": lambda: jnp.bool_(True),
+            "mabrax": lambda: info["truncation"] > 0,
+            "steps": lambda: state.step >= self._env.max_steps,
+            "none": lambda: jnp.bool_(False),
+        }[self._family]()
+        return ended & ~limit, ended & limit
+
+    def reset(self, key, params):
+        obs, state = self._env.reset(key)
+        return self._stack_obs(obs), state
+
+    def step(self, key, state, action, params):
+        obs, state, reward, dones, env_info = self._env.step_env(key, state, self._to_dict(action))
+        done_all = jnp.asarray(dones["__all__"], bool)
+        per_agent = jnp.stack([jnp.asarray(dones.get(a, done_all), bool) for a in self.agents])
+        terminated, truncated = self._ends(per_agent, done_all, state, env_info)
+        info = {"agent_ids": jnp.eye(self.num_agents)}
+        if isinstance(self._act_space, Discrete):
+            info["action_mask"] = self.action_mask(state)
+        if self._ws_in_obs:
+            info["world_state"] = obs["world_state"]
+        elif hasattr(self._env, "get_world_state"):
+            info["world_state"] = self._env.get_world_state(state)
+        for k, v in env_info.items():  # per-agent extras such as overcooked's shaped_reward
+            if isinstance(v, dict) and all(a in v for a in self.agents):
+                info[k] = jnp.stack([jnp.asarray(v[a], jnp.float32) for a in self.agents])
+        rewards = jnp.stack([jnp.asarray(reward[a], jnp.float32) for a in self.agents])
+        return self._stack_obs(obs), state, rewards, terminated, truncated, info
+
+    def observation_space(self, params):
+        return self._obs_space
+
+    def action_space(self, params):
+        return self._act_space
+
+
+def ids() -> list[str]:
+    import jaxmarl
+
+    return list(jaxmarl.registered_envs)
+
+
+def make(name: str, **kwargs) -> Environment:
+    import jaxmarl
+
+    if name in {"ant_4x2", "halfcheetah_6x1", "hopper_3x1", "humanoid_9|8", "walker2d_2x3"}:
+        kwargs.setdefault("auto_reset", False)  # MABrax: AutoReset does it
+    try:
+        env = jaxmarl.make(name, **kwargs)
+    except Exception as err:
+        raise JaxrlError(f"jaxmarl:{name} failed to construct: {type(err).__name__}: {err}") from err
+    return JaxMarlEnv(env, f"jaxmarl:{name}")

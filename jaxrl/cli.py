@@ -1,0 +1,176 @@
+"""The `jaxrl` command: train, eval, envs, algos."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from jaxrl.errors import JaxrlError
+
+DEFAULT_ALGO = "ppo"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jaxrl", description="Reinforcement learning where the whole training run is one compiled JAX program.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train an agent and write a run directory",
+                           description="Train an agent (all seeds in one compiled program) and write a run "
+                                       "directory. With no arguments: PPO on gymnax:CartPole-v1.")
+    train.add_argument("--algo", default=None, help=f"algorithm (default {DEFAULT_ALGO}; see `jaxrl algos`)")
+    train.add_argument("--env", help="environment id (default gymnax:CartPole-v1; see `jaxrl envs`)")
+    train.add_argument("--config", help="YAML config file (e.g. a run's config.yaml)")
+    train.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config field; repeatable (e.g. --set lr=1e-3)")
+    train.add_argument("--seeds", type=int, help="number of seeds trained together in one program")
+    train.add_argument("--seed", type=int, help="seed of the first run")
+    train.add_argument("--total-timesteps", type=float, help="env steps per seed (e.g. 1e6)")
+    train.add_argument("--out", help="run directory to create (default runs/<algo>-<env>-<time>)")
+    train.add_argument("--eval-episodes", type=int, default=10,
+                       help="deterministic evaluation episodes per seed after training (0 = none)")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--no-compile-cache", action="store_true",
+                       help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
+
+    ev = sub.add_parser("eval", help="evaluate a trained run's deterministic policy",
+                        description="Restore a run's checkpoint and report the deterministic policy's return.")
+    ev.add_argument("run_dir", help="run directory written by `jaxrl train`")
+    ev.add_argument("--episodes", type=int, default=10, help="episodes per seed (default 10)")
+    ev.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    ev.add_argument("--checkpoint", type=int, help="checkpoint step (default: latest)")
+    ev.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    envs_cmd = sub.add_parser("envs", help="list environment ids", description="List environment ids.")
+    envs_cmd.add_argument("filter", nargs="?", default="", help="show only ids containing this text")
+
+    algos_cmd = sub.add_parser("algos", help="list algorithms and their config fields",
+                               description="List algorithms; with a name, its config fields.")
+    algos_cmd.add_argument("name", nargs="?", help="algorithm to describe")
+    return parser
+
+
+def cmd_train(args) -> int:
+    from jaxrl import api
+    from jaxrl.config import ConfigError, parse_overrides
+
+    overrides = parse_overrides(args.sets)
+    shortcuts = {"env": args.env, "num_seeds": args.seeds, "seed": args.seed,
+                 "total_timesteps": args.total_timesteps}
+    for key, value in shortcuts.items():
+        if value is None:
+            continue
+        if key in overrides:
+            raise ConfigError(f"{key} is given both as a flag and with --set")
+        overrides[key] = value
+    if args.eval_episodes < 0:
+        raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
+    algo = args.algo or _config_file_algo(args.config) or DEFAULT_ALGO
+    config = api.resolve_config(algo, args.config, overrides)
+    if not args.no_compile_cache and _cache_enabled():
+        from jaxrl.cache import enable_compilation_cache
+
+        enable_compilation_cache()
+    _quiet_libraries()
+    result = api.train(config, out=args.out, progress=not args.no_progress, eval_episodes=args.eval_episodes)
+    s = result.summary
+    print(f"{s['algo']} on {s['env']}: {s['env_steps_per_seed']:,} env steps x {len(s['seeds'])} seed(s)")
+    print(f"  final return {s['final_return_mean']} ± {s['final_return_std']} (training episodes)")
+    if "eval" in s:
+        e = s["eval"]
+        print(f"  eval return  {e['return_mean']} ± {e['return_std']} ({e['episodes']} deterministic episodes)")
+    print(f"  compile {s['compile_s']:.1f} s, run {s['run_s']:.1f} s, {s['steps_per_second']:,} steps/s, "
+          f"wall {s['wall_s']:.1f} s")
+    print(f"run directory: {result.run_dir}")
+    return 0
+
+
+def _config_file_algo(path: str | None) -> str | None:
+    if not path:
+        return None
+    from jaxrl.config import load_yaml
+
+    algo = load_yaml(path).get("algo")
+    return algo if isinstance(algo, str) else None
+
+
+def _cache_enabled() -> bool:
+    from jaxrl.cache import enabled_by_env
+
+    return enabled_by_env()
+
+
+def _quiet_libraries() -> None:
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+def cmd_eval(args) -> int:
+    from jaxrl import api
+
+    if _cache_enabled():
+        from jaxrl.cache import enable_compilation_cache
+
+        enable_compilation_cache()
+    _quiet_libraries()
+    r = api.evaluate(args.run_dir, args.episodes, args.seed, args.checkpoint)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f"{r['env']} (checkpoint {r['checkpoint']}): return {r['return_mean']:.2f} ± {r['return_std']:.2f} "
+              f"over {r['episodes']} episodes, mean length {r['length_mean']:.1f}")
+        if len(r["return_per_seed"]) > 1:
+            print("  per seed: " + ", ".join(f"{v:.2f}" for v in r["return_per_seed"]))
+    return 0
+
+
+def cmd_envs(args) -> int:
+    from jaxrl.envs import list_ids
+
+    ids = list_ids(args.filter)
+    if not ids:
+        raise JaxrlError(f"no environment id contains {args.filter!r}")
+    print("\n".join(ids))
+    return 0
+
+
+def cmd_algos(args) -> int:
+    from jaxrl import algos
+    from jaxrl.config import describe
+
+    if args.name:
+        module = algos.get(args.name)
+        print(f"{args.name}: {algos.ALGOS[args.name][1]}\n  {'field':<20} {'kind':<8} {'default':<22} doc")
+        print(describe(module.Config))
+    else:
+        for name, (_, doc) in algos.ALGOS.items():
+            print(f"{name:<8} {doc}")
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "algos": cmd_algos}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except JaxrlError as err:
+        if args.debug:
+            raise
+        print(f"jaxrl {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"jaxrl {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

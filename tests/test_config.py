@@ -1,0 +1,60 @@
+import pytest
+
+from jaxrl import api
+from jaxrl.algos import ppo
+from jaxrl.config import ConfigError, hparams, load_yaml, parse_overrides, to_dict
+from jaxrl.errors import JaxrlError
+
+
+def test_impossible_batch_shape_names_the_numbers():
+    with pytest.raises(ConfigError, match=r"num_envs\*num_steps=5\*100=500 is not divisible by num_minibatches=3"):
+        ppo.Config(num_envs=5, num_steps=100, num_minibatches=3)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"lrr": 1e-3}, "unknown config key 'lrr'.*did you mean lr"),
+    ({"lr": "fast"}, "lr='fast': expected float, got str"),
+    ({"num_envs": 2.5}, "num_envs=2.5: expected int"),
+    ({"gamma": 1.5}, r"gamma=1.5: must be <= 1.0"),
+    ({"lr": 0.0}, r"lr=0.0: must be > 0.0"),
+    ({"activation": "sigmoid"}, "activation='sigmoid': must be one of"),
+    ({"anneal_lr": 1}, "anneal_lr=1: expected bool"),
+    ({"total_timesteps": 100}, "smaller than one update"),
+])
+def test_invalid_values_raise_errors_naming_the_field(overrides, message):
+    with pytest.raises(JaxrlError, match=message):
+        api.resolve_config("ppo", overrides=overrides)
+
+
+def test_overrides_parse_as_yaml_and_coerce_numbers():
+    values = parse_overrides(["lr=1e-3", "total_timesteps=5e5", "hidden_sizes=[32, 32]", "anneal_lr=false"])
+    config = api.resolve_config("ppo", overrides=values)
+    assert config.lr == 1e-3 and config.total_timesteps == 500_000
+    assert config.hidden_sizes == (32, 32) and config.anneal_lr is False
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_overrides(["lr"])
+
+
+def test_yaml_round_trip_and_malformed_yaml(tmp_path):
+    import yaml
+
+    config = api.resolve_config("ppo", overrides={"lr": 3e-4, "num_seeds": 2})
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"algo": "ppo", **to_dict(config)}))
+    assert api.resolve_config("ppo", str(path)) == config
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1, 2\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_yaml(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_yaml(tmp_path / "missing.yaml")
+
+
+def test_static_dynamic_split():
+    config = ppo.Config()
+    assert set(hparams(config)) == {"lr", "gamma", "gae_lambda", "clip_eps", "ent_coef", "vf_coef", "max_grad_norm"}
+
+
+def test_presets_apply_under_user_values():
+    config = api.resolve_config("ppo", overrides={"env": "brax:inverted_pendulum", "lr": 1e-3})
+    assert config.normalize_obs is True and config.lr == 1e-3

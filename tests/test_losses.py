@@ -1,0 +1,64 @@
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl.losses import gae, ppo_policy_loss, value_loss
+
+
+def gae_reference(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """Plain loop over time, per env; episodes end at terminated or truncated."""
+    T, N = rewards.shape
+    adv = np.zeros((T, N))
+    for n in range(N):
+        running = 0.0
+        for t in reversed(range(T)):
+            bootstrap = 0.0 if terminated[t, n] else gamma * next_values[t, n]
+            delta = rewards[t, n] + bootstrap - values[t, n]
+            if terminated[t, n] or truncated[t, n]:
+                running = delta
+            else:
+                running = delta + gamma * lam * running
+            adv[t, n] = running
+    return adv, adv + values
+
+
+@pytest.mark.parametrize("gamma,lam", [(0.99, 0.95), (0.9, 1.0), (0.5, 0.0)])
+def test_gae_matches_numpy_reference_with_terminations_and_truncations(gamma, lam):
+    rng = np.random.default_rng(0)
+    T, N = 37, 5
+    rewards = rng.normal(size=(T, N))
+    values = rng.normal(size=(T, N))
+    next_values = rng.normal(size=(T, N))
+    terminated = rng.random((T, N)) < 0.1
+    truncated = (rng.random((T, N)) < 0.1) & ~terminated
+    assert terminated.any() and truncated.any()
+    adv, targets = gae(jnp.asarray(rewards), jnp.asarray(values), jnp.asarray(next_values),
+                       jnp.asarray(terminated), jnp.asarray(terminated | truncated), gamma, lam)
+    ref_adv, ref_targets = gae_reference(rewards, values, next_values, terminated, truncated, gamma, lam)
+    np.testing.assert_allclose(adv, ref_adv, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(targets, ref_targets, rtol=1e-5, atol=1e-5)
+
+
+def test_gae_bootstraps_at_truncation_but_not_at_termination():
+    one = jnp.ones((1, 1))
+    zero = jnp.zeros((1, 1))
+    done = jnp.ones((1, 1), bool)
+    truncated_adv, _ = gae(one, zero, 10 * one, jnp.zeros((1, 1), bool), done, 0.9, 0.95)
+    terminated_adv, _ = gae(one, zero, 10 * one, done, done, 0.9, 0.95)
+    assert float(truncated_adv[0, 0]) == pytest.approx(1 + 0.9 * 10)
+    assert float(terminated_adv[0, 0]) == pytest.approx(1.0)
+
+
+def test_ppo_surrogate_clips_large_ratios():
+    adv = jnp.array([1.0, 1.0])
+    old = jnp.log(jnp.array([0.5, 0.5]))
+    new = jnp.log(jnp.array([1.0, 0.5]))  # ratio 2 (clipped to 1.2) and 1
+    loss, clip_frac, _ = ppo_policy_loss(new, old, adv, 0.2)
+    assert float(loss) == pytest.approx(-(1.2 + 1.0) / 2)
+    assert float(clip_frac) == pytest.approx(0.5)
+
+
+def test_value_clipping_takes_the_pessimistic_loss():
+    values, old, targets = jnp.array([2.0]), jnp.array([0.0]), jnp.array([2.0])
+    assert float(value_loss(values, old, targets, 0.2, clip=False)) == pytest.approx(0.0)
+    assert float(value_loss(values, old, targets, 0.2, clip=True)) == pytest.approx(0.5 * 1.8**2)
