@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
+import os
+import sys
 import importlib
 from typing import Callable
 
@@ -39,9 +41,23 @@ def register(env_id: str, factory: Callable[..., Environment]) -> None:
     _USER[env_id] = factory
 
 
+@contextlib.contextmanager
 def _quiet():
-    # brax and jaxmarl print import chatter to stdout; keep stdout for our own output
-    return contextlib.redirect_stdout(io.StringIO())
+    """Silence stdout: brax and jaxmarl print import chatter, and stdout is for our output.
+
+    At the file-descriptor level, since jaxmarl's import rebinds sys.stdout.
+    """
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _source_ids(source: str) -> list[str]:
