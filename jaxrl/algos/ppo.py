@@ -27,8 +27,8 @@ from jaxrl.rollout import collect_rollout, episode_metrics
 class Config:
     # static: shapes and program structure
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
-    num_envs: int = static(4, "parallel environments per seed", low=1)
-    num_steps: int = static(128, "rollout length per environment and update", low=1)
+    num_envs: int = static(8, "parallel environments per seed", low=1)
+    num_steps: int = static(64, "rollout length per environment and update", low=1)
     update_epochs: int = static(4, "passes over each rollout", low=1)
     num_minibatches: int = static(4, "minibatches per epoch; must divide num_envs*num_steps", low=1)
     hidden_sizes: tuple = static((64, 64), "hidden layer widths of actor and critic", low=1)
@@ -38,9 +38,9 @@ class Config:
     normalize_obs: bool = static(False, "standardise observations with running statistics")
     normalize_advantages: bool = static(True, "standardise advantages per minibatch")
     updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)", low=0)
-    unroll: int = static(4, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
+    unroll: int = static(2, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
     # dynamic: traced numbers, may differ per run inside one program
-    lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
+    lr: float = dynamic(1e-3, "Adam learning rate", low=0.0, low_open=True)
     gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
     gae_lambda: float = dynamic(0.95, "GAE lambda", low=0.0, high=1.0)
     clip_eps: float = dynamic(0.2, "PPO ratio clipping epsilon", low=0.0, low_open=True)
@@ -48,7 +48,7 @@ class Config:
     vf_coef: float = dynamic(0.5, "value loss coefficient", low=0.0)
     max_grad_norm: float = dynamic(0.5, "global gradient-norm clip", low=0.0, low_open=True)
     # run: host-side only
-    total_timesteps: int = run(500_000, "env steps per seed", low=1)
+    total_timesteps: int = run(250_000, "env steps per seed", low=1)
     seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
     num_seeds: int = run(1, "independent seeds trained together in one program", low=1)
 
@@ -79,8 +79,6 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     "brax:": dict(num_envs=32, num_steps=64, num_minibatches=8, update_epochs=4, lr=3e-4, ent_coef=0.0,
                   normalize_obs=True, max_grad_norm=0.5, total_timesteps=1_000_000),
-    "gymnax:Pendulum-v1": dict(num_envs=16, num_steps=128, num_minibatches=8, update_epochs=10, lr=1e-3,
-                               ent_coef=0.0, gamma=0.95, normalize_obs=True, total_timesteps=1_000_000),
 }
 
 
