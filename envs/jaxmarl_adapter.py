@@ -12,8 +12,8 @@ an agent's own range are clipped to its last action and masked out of
 info: "agent_ids" (one-hot [num_agents, num_agents]); "action_mask"
 ([num_agents, n] bool, discrete only; from `get_avail_actions`, or hanabi's
 `get_legal_moves`, else all valid); "world_state" where the env provides one
-(SMAX's `obs["world_state"]`, `get_world_state` of MPE facmac and jaxnav; other
-envs have none: concatenate the stacked obs if a critic needs it); and any
+(SMAX's `obs["world_state"]`, jaxnav's `get_world_state`; other envs have
+none: concatenate the stacked obs if a critic needs it); and any
 per-agent info dict of the env (e.g. overcooked's "shaped_reward"), stacked.
 Like `final_obs`, these describe the state *before* AutoReset resets it; call
 `action_mask(state)` on the unwrapped env for the mask of a reset state.
@@ -64,7 +64,7 @@ class JaxMarlEnv(Environment):
         self.env_id = env_id
         self.agents = list(env.agents)
         self.num_agents = len(self.agents)
-        obs = jax.eval_shape(env.reset, jax.random.PRNGKey(0))[0]
+        obs, state = jax.eval_shape(env.reset, jax.random.PRNGKey(0))
         if not isinstance(obs, dict) or any(a not in obs for a in self.agents):
             raise JaxrlError(f"{env_id}: observations are not keyed by agent; unsupported")
         shapes = [tuple(obs[a].shape) for a in self.agents]
@@ -73,6 +73,10 @@ class JaxMarlEnv(Environment):
         low, high = _obs_bounds(env.observation_space(self.agents[0]), self._obs_shape)
         self._obs_space = Box.make(low, high, self._obs_shape)
         self._ws_in_obs = "world_state" in obs
+        # MPE facmac's get_world_state returns the per-agent obs dict: not a world state
+        self._ws_fn = getattr(env, "get_world_state", None)
+        if self._ws_fn is not None and not hasattr(jax.eval_shape(self._ws_fn, state), "shape"):
+            self._ws_fn = None
         self._act_space = self._action_space([env.action_space(a) for a in self.agents])
         mro = {c.__name__ for c in type(env).__mro__}
         self._family = ("limit" if mro & _LIMIT_ONLY else "smax" if mro & _SMAX else "mabrax" if "MABraxEnv" in mro
@@ -149,8 +153,8 @@ class JaxMarlEnv(Environment):
             info["action_mask"] = self.action_mask(state)
         if self._ws_in_obs:
             info["world_state"] = obs["world_state"]
-        elif hasattr(self._env, "get_world_state"):
-            info["world_state"] = self._env.get_world_state(state)
+        elif self._ws_fn is not None:
+            info["world_state"] = self._ws_fn(state)
         for k, v in env_info.items():  # per-agent extras such as overcooked's shaped_reward
             if isinstance(v, dict) and all(a in v for a in self.agents):
                 info[k] = jnp.stack([jnp.asarray(v[a], jnp.float32) for a in self.agents])

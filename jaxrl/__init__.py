@@ -5,17 +5,19 @@ import os
 __version__ = "0.1.0"
 
 
-def _single_threaded_eigen() -> None:
-    """Run XLA:CPU's Eigen kernels on the calling thread unless the user chose otherwise.
+def _robust_cpu_runtime() -> None:
+    """Settings for XLA:CPU that avoid a hang seen with vmapped programs on small machines.
 
-    XLA's multi-threaded Eigen pool has been seen to wedge (block_until_ready
-    waiting forever at 0% CPU) on vmapped programs; single-threaded Eigen avoids
-    it and is no slower for our small matrices. Takes effect only if JAX's CPU
-    backend has not started yet. Opt out with JAXRL_XLA_MULTI_THREAD_EIGEN=1.
+    Symptom: `block_until_ready` waits forever at 0% CPU with every XLA worker
+    thread idle (a lost task hand-off). Running computations inline (no async
+    dispatch; our compiled chunks are long, so nothing is lost) and Eigen on the
+    calling thread avoids the hand-offs. Both must be set before JAX starts, and
+    both yield to the user's own settings (JAX_CPU_ENABLE_ASYNC_DISPATCH, XLA_FLAGS).
     """
+    os.environ.setdefault("JAX_CPU_ENABLE_ASYNC_DISPATCH", "false")
     flags = os.environ.get("XLA_FLAGS", "")
-    if os.environ.get("JAXRL_XLA_MULTI_THREAD_EIGEN") != "1" and "xla_cpu_multi_thread_eigen" not in flags:
+    if "xla_cpu_multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
 
 
-_single_threaded_eigen()
+_robust_cpu_runtime()

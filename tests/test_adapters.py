@@ -106,17 +106,6 @@ def test_time_limit_truncates_and_auto_reset_keeps_final_obs(env_id):
     np.testing.assert_array_equal(info["final_obs"][1], obs[1])
 
 
-def test_probe_time_limit_truncates_every_ten_steps():
-    _, _, _, (_, _, terminated, truncated, _) = rollout("jaxrl:probe-timelimit")
-    assert not terminated.any() and not truncated.any()  # max_steps=10 > STEPS
-    env = envs.make("jaxrl:probe-timelimit")
-    params = env.default_params.replace(max_steps=2)
-    _, state = env.reset(jax.random.PRNGKey(0), params)
-    for t in range(2):
-        _, state, _, terminated, truncated, _ = env.step(jax.random.PRNGKey(t), state, 0, params)
-    assert bool(truncated) and not bool(terminated)
-
-
 def test_misspelt_brax_id_suggests_the_real_one():
     with pytest.raises(JaxrlError, match="brax:ant"):
         envs.make("brax:antt")
