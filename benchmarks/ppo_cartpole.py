@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,9 +49,14 @@ def run_case(name: str) -> dict:
     _, metrics, timings = loop.run(program, keys, hparams(config))
     steps = program.num_updates * program.steps_per_update * config.num_seeds
     final = records.final_returns(metrics)
-    return {"case": name, "config": {k: v for k, v in CASES[name].items()}, "compile_s": timings["compile_s"],
+    return {"case": name, "config": shown_config(config), "compile_s": timings["compile_s"],
             "run_s": timings["run_s"], "env_steps": steps, "steps_per_s": steps / timings["run_s"],
             "final_return": float(final.mean())}
+
+
+def shown_config(config) -> dict:
+    keys = ("num_envs", "num_steps", "update_epochs", "num_minibatches", "total_timesteps", "lr", "num_seeds")
+    return {k: getattr(config, k) for k in keys}
 
 
 def run_ceiling(num_envs: int) -> dict:
@@ -107,7 +113,10 @@ def whole_process(cache_dir: str, label: str) -> dict:
     if proc.returncode:
         raise RuntimeError(proc.stderr)
     summary = json.loads((Path(out) / "summary.json").read_text())
-    return {"case": f"jaxrl train, whole process, {label} cache", "config": {}, "compile_s": summary["compile_s"],
+    shutil.rmtree(out)
+    from jaxrl.algos import ppo
+
+    return {"case": f"jaxrl train, whole process, {label} cache", "config": shown_config(ppo.Config()), "compile_s": summary["compile_s"],
             "run_s": summary["run_s"], "env_steps": summary["env_steps_per_seed"],
             "steps_per_s": summary["steps_per_second"], "final_return": summary["final_return_mean"],
             "wall_s": wall}

@@ -56,14 +56,18 @@ class TrainResult:
 class Progress:
     """Live progress between compiled chunks: env steps, steps/s, return."""
 
-    def __init__(self, total_steps: int, num_seeds: int, enabled: bool):
+    def __init__(self, total_steps: int, enabled: bool):
         self.bar = None
         self.enabled = enabled
-        self.total, self.num_seeds = total_steps, num_seeds
+        self.total = total_steps
+
+    def compiling(self, what: str) -> None:
+        if self.enabled:
+            print(f"compiling {what} ...", file=sys.stderr, end=" ", flush=True)
 
     def compiled(self, seconds: float) -> None:
         if self.enabled:
-            print(f"compiled in {seconds:.1f} s", file=sys.stderr, flush=True)
+            print(f"{seconds:.1f} s", file=sys.stderr, flush=True)
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.total, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
@@ -118,7 +122,7 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
     rec = records.RunRecord(run_dir, to_dict(config), algo) if record else None
     seeds = np.arange(config.seed, config.seed + config.num_seeds)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
-    bar = Progress(program.num_updates * program.steps_per_update, config.num_seeds, progress)
+    bar = Progress(program.num_updates * program.steps_per_update, progress)
     last = {"t": 0.0, "steps": 0}
 
     def on_chunk(report):
@@ -134,6 +138,7 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
     try:
         from jaxrl import loop
 
+        bar.compiling(f"{algo} on {config.env}, {config.num_seeds} seed(s)")
         state, metrics, timings = loop.run(program, keys, hparams(config), bar.compiled, on_chunk)
         bar.close()
         final = records.final_returns(metrics)
