@@ -48,13 +48,16 @@ def fields_of(config_cls, kind: str | None = None) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(config_cls) if kind is None or f.metadata["kind"] == kind]
 
 
+_TYPES = {"int": int, "float": float, "bool": bool, "str": str, "tuple": tuple, "dict": dict}
+
+
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
 def _coerce(name: str, value: Any, field: dataclasses.Field) -> Any:
     """Check `value` against the field's declared type; ints are accepted as floats."""
-    tp = field.type if not isinstance(field.type, str) else eval(field.type)  # noqa: S307 (our own annotations)
+    tp = _TYPES.get(field.type, field.type)  # annotations are strings under `from __future__ import annotations`
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, float) and value.is_integer():

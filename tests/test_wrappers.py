@@ -56,7 +56,6 @@ def test_normalize_observation_tracks_batch_statistics():
     params = env.default_params
     vec = NormalizeObservation(Vectorize(EpisodeStatistics(AutoReset(env)), 64))
     _, state = vec.reset(jax.random.PRNGKey(0), params)
-    seen = [np.asarray(jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(0), 64), params)[0])]
     step = jax.jit(lambda k, s, a: vec.step(k, s, a, params))
     for t in range(20):
         action = jax.random.randint(jax.random.PRNGKey(100 + t), (64,), 0, 2)
@@ -65,7 +64,6 @@ def test_normalize_observation_tracks_batch_statistics():
     assert float(stats.count) > 64 * 20
     assert np.all(np.abs(np.asarray(normed)) < 10.0)
     np.testing.assert_allclose(np.asarray(normed).mean(0), 0.0, atol=0.6)
-    assert seen[0].shape == (64, 4)
 
 
 def test_clip_action_bounds_continuous_actions():
