@@ -71,14 +71,19 @@ class ChunkReport:
     state: Any  # runner state after the chunk (batched over seeds)
 
 
+# XLA's backend optimisation level 1 instead of 2: measured on PPO/CartPole on a
+# 2-core CPU, it compiles 0.2-0.5 s faster with the same run time (level 0 runs 3x slower).
+COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
 def compile_programs(program: Program, keys: jax.Array, hparams: dict):
     """AOT-compile the vmapped init and chunk; returns (init, chunk, compile seconds)."""
     start = time.perf_counter()
     vinit = jax.jit(jax.vmap(program.init, in_axes=(0, None)))
-    init = vinit.lower(keys, hparams).compile()
+    init = vinit.lower(keys, hparams).compile(COMPILER_OPTIONS)
     state_shape = jax.eval_shape(vinit, keys, hparams)
     vchunk = jax.jit(jax.vmap(make_chunk(program), in_axes=(0, None)), donate_argnums=0)
-    chunk = vchunk.lower(state_shape, jnp.int32(0)).compile()
+    chunk = vchunk.lower(state_shape, jnp.int32(0)).compile(COMPILER_OPTIONS)
     return init, chunk, time.perf_counter() - start
 
 

@@ -62,3 +62,14 @@ def test_value_clipping_takes_the_pessimistic_loss():
     values, old, targets = jnp.array([2.0]), jnp.array([0.0]), jnp.array([2.0])
     assert float(value_loss(values, old, targets, 0.2, clip=False)) == pytest.approx(0.0)
     assert float(value_loss(values, old, targets, 0.2, clip=True)) == pytest.approx(0.5 * 1.8**2)
+
+
+@pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (3, 5, 7)])
+def test_orthogonal_init_is_orthogonal(shape):
+    import jax
+
+    from jaxrl.networks import orthogonal
+
+    w = np.asarray(orthogonal(2.0)(jax.random.PRNGKey(0), shape)).reshape(-1, shape[-1])
+    gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    np.testing.assert_allclose(gram, 4.0 * np.eye(len(gram)), atol=1e-5)

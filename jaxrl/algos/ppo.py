@@ -38,7 +38,7 @@ class Config:
     normalize_obs: bool = static(False, "standardise observations with running statistics")
     normalize_advantages: bool = static(True, "standardise advantages per minibatch")
     updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)", low=0)
-    unroll: int = static(2, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
+    unroll: int = static(1, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(1e-3, "Adam learning rate", low=0.0, low_open=True)
     gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
