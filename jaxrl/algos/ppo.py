@@ -34,7 +34,7 @@ class Config:
     hidden_sizes: tuple = static((64, 64), "hidden layer widths of actor and critic", low=1)
     activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
-    clip_value: bool = static(False, "clip the value loss around the old prediction (uses clip_eps)")
+    clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps)")
     normalize_obs: bool = static(False, "standardise observations with running statistics")
     normalize_advantages: bool = static(True, "standardise advantages per minibatch")
     updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)", low=0)
