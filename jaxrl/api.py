@@ -29,12 +29,11 @@ def resolve_config(algo: str = "ppo", config_file: str | None = None, overrides:
         check_keys(module.Config, values, f"config file {config_file!r}")
     overrides = dict(overrides or {})
     check_keys(module.Config, overrides, "overrides")
-    env_id = overrides.get("env", values.get("env", module.Config.env if hasattr(module.Config, "env") else None))
+    env_id = overrides.get("env", values.get("env", module.Config.env))
     preset = {}
-    if not config_file:  # a config file is complete; presets fill in defaults only
-        for prefix, settings in module.PRESETS.items():
-            if isinstance(env_id, str) and env_id.startswith(prefix):
-                preset.update(settings)
+    for prefix, settings in module.PRESETS.items():  # under the file and overrides, which always win
+        if isinstance(env_id, str) and env_id.startswith(prefix):
+            preset.update(settings)
     return module.Config(**{**preset, **values, **overrides})
 
 
