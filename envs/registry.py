@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import importlib
 import io
 import os
 import sys
-import importlib
 from typing import Callable
 
 from jaxrl.envs.core import Environment

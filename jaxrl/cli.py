@@ -69,11 +69,7 @@ def cmd_train(args) -> int:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     algo = args.algo or _config_file_algo(args.config) or DEFAULT_ALGO
     config = api.resolve_config(algo, args.config, overrides)
-    if not args.no_compile_cache and _cache_enabled():
-        from jaxrl.cache import enable_compilation_cache
-
-        enable_compilation_cache()
-    _quiet_libraries()
+    _prepare_runtime(use_cache=not args.no_compile_cache)
     result = api.train(config, out=args.out, progress=not args.no_progress, eval_episodes=args.eval_episodes)
     s = result.summary
     print(f"{s['algo']} on {s['env']}: {s['env_steps_per_seed']:,} env steps x {len(s['seeds'])} seed(s)")
@@ -96,26 +92,21 @@ def _config_file_algo(path: str | None) -> str | None:
     return algo if isinstance(algo, str) else None
 
 
-def _cache_enabled() -> bool:
-    from jaxrl.cache import enabled_by_env
-
-    return enabled_by_env()
-
-
-def _quiet_libraries() -> None:
+def _prepare_runtime(use_cache: bool = True) -> None:
+    """Before compiling: the persistent compilation cache (unless turned off) and quiet absl logs."""
     import logging
 
+    from jaxrl.cache import enable_compilation_cache, enabled_by_env
+
+    if use_cache and enabled_by_env():
+        enable_compilation_cache()
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def cmd_eval(args) -> int:
     from jaxrl import api
 
-    if _cache_enabled():
-        from jaxrl.cache import enable_compilation_cache
-
-        enable_compilation_cache()
-    _quiet_libraries()
+    _prepare_runtime()
     r = api.evaluate(args.run_dir, args.episodes, args.seed, args.checkpoint)
     if args.json:
         print(json.dumps(r, indent=2))
