@@ -46,7 +46,7 @@ def run_case(name: str) -> dict:
     config = api.resolve_config("ppo", overrides=CASES[name])
     program = ppo.make_program(config)
     keys = jax.vmap(jax.random.PRNGKey)(jax.numpy.arange(config.seed, config.seed + config.num_seeds))
-    _, metrics, timings = loop.run(program, keys, hparams(config))
+    _, metrics, _, timings = loop.run(program, keys, hparams(config))
     steps = program.num_updates * program.steps_per_update * config.num_seeds
     final = records.final_returns(metrics)
     return {"case": name, "config": shown_config(config), "compile_s": timings["compile_s"],

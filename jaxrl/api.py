@@ -53,12 +53,13 @@ class TrainResult:
 
 
 class Progress:
-    """Live progress between compiled chunks: env steps, steps/s, return."""
+    """Live progress between compiled chunks: a bar over env steps with a text postfix."""
 
-    def __init__(self, total_steps: int, enabled: bool):
+    def __init__(self, total_steps: int, enabled: bool, desc: str = "train"):
         self.bar = None
         self.enabled = enabled
         self.total = total_steps
+        self.desc = desc
 
     def compiling(self, what: str) -> None:
         if self.enabled:
@@ -67,20 +68,35 @@ class Progress:
     def compiled(self, seconds: float) -> None:
         if self.enabled:
             print(f"{seconds:.1f} s", file=sys.stderr, flush=True)
+            self.open()
+
+    def open(self) -> None:
+        if self.enabled and self.bar is None:
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.total, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
-                            desc="train", bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                                     "[{elapsed}<{remaining}{postfix}]")
+                            desc=self.desc, bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                                       "[{elapsed}<{remaining}{postfix}]")
+
+    def message(self, text: str) -> None:
+        """A line of text that does not break the bar."""
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        elif self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def update(self, env_steps: int, postfix: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(postfix, refresh=False)
+            self.bar.update(env_steps - self.bar.n)
 
     def chunk(self, env_steps: int, steps_per_s: float, ret: float) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{steps_per_s / 1e3:,.0f}k steps/s, return {ret:.1f}", refresh=False)
-            self.bar.update(env_steps - self.bar.n)
+        self.update(env_steps, f"{steps_per_s / 1e3:,.0f}k steps/s, return {ret:.1f}")
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def metric_rows(report, num_seeds: int, first_seed: int, steps_per_update: int, steps_per_s: float) -> list[dict]:
@@ -89,7 +105,7 @@ def metric_rows(report, num_seeds: int, first_seed: int, steps_per_update: int, 
     rows = []
     for s in range(num_seeds):
         for i in range(report.num_updates):
-            count = m["episodes"][s, i]
+            count = np.nan_to_num(m["episodes"][s, i])  # NaN after a run diverged
             row = {
                 "seed": first_seed + s,
                 "update": report.first_update + i + 1,
@@ -138,7 +154,7 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
         from jaxrl import loop
 
         bar.compiling(f"{algo} on {config.env}, {config.num_seeds} seed(s)")
-        state, metrics, timings = loop.run(program, keys, hparams(config), bar.compiled, on_chunk)
+        state, metrics, diverged_at, timings = loop.run(program, keys, hparams(config), bar.compiled, on_chunk)
         bar.close()
         final = records.final_returns(metrics)
         summary = {
@@ -150,6 +166,7 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
             "final_return_std": _num(np.nanstd(final)),
             "final_return_per_seed": [_num(v) for v in final],
             "best_return": _num(np.nanmax(records.smoothed_returns(metrics).mean(0))),
+            "diverged": {int(seed): int(at) for seed, at in zip(seeds, diverged_at) if at >= 0},
             "compile_s": round(timings["compile_s"], 3),
             "run_s": round(timings["run_s"], 3),
             "steps_per_second": round(program.num_updates * program.steps_per_update * config.num_seeds

@@ -1,4 +1,4 @@
-"""The `jaxrl` command: train, eval, envs, algos."""
+"""The `jaxrl` command: train, eval, sweep, pbt, envs, algos."""
 
 from __future__ import annotations
 
@@ -43,6 +43,24 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", type=int, help="checkpoint step (default: latest)")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    sweep = sub.add_parser("sweep", help="train many configs x seeds in one compiled program per group",
+                           description="Run a hyperparameter sweep from a YAML spec (see README, Sweeps): points "
+                                       "are grouped by static fields, each group compiled once and its runs "
+                                       "vmapped. Writes a sweep directory with runs.csv, ranking.csv, best.yaml "
+                                       "and plots.")
+    sweep.add_argument("spec", help="sweep spec (YAML)")
+    _add_batch_args(sweep, "sweeps/sweep-<name>-<time>")
+    sweep.add_argument("--allow-many-compiles", action="store_true",
+                       help="run even when the static fields need more than max_compiles compilations")
+    sweep.add_argument("--top", type=int, default=10, help="points shown at the top of the printed ranking")
+
+    pbt = sub.add_parser("pbt", help="population-based training in one compiled program",
+                         description="Population-based training (Jaderberg et al. 2017) from a YAML spec with a "
+                                     "`pbt:` section: every `ready` updates the bottom fraction copies the state "
+                                     "of the top fraction and perturbs its hyperparameters, all on the device.")
+    pbt.add_argument("spec", help="PBT spec (YAML)")
+    _add_batch_args(pbt, "sweeps/pbt-<name>-<time>")
+
     envs_cmd = sub.add_parser("envs", help="list environment ids", description="List environment ids.")
     envs_cmd.add_argument("filter", nargs="?", default="", help="show only ids containing this text")
 
@@ -50,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
                                description="List algorithms; with a name, its config fields.")
     algos_cmd.add_argument("name", nargs="?", help="algorithm to describe")
     return parser
+
+
+def _add_batch_args(parser: argparse.ArgumentParser, default_out: str) -> None:
+    parser.add_argument("--out", help=f"directory to create (default {default_out})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                        help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
 
 
 def cmd_train(args) -> int:
@@ -118,6 +143,35 @@ def cmd_eval(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from jaxrl import sweep
+
+    if args.top < 1:
+        raise JaxrlError(f"--top={args.top}: must be >= 1")
+    spec = sweep.load_spec(args.spec)
+    _prepare_runtime(use_cache=not args.no_compile_cache)
+    result = sweep.run_sweep(spec, out=args.out, progress=not args.no_progress,
+                             allow_many_compiles=args.allow_many_compiles)
+    s = result.summary
+    print(f"sweep {s['name']}: {s['points']} points x {s['seeds']} seeds = {s['runs']} runs, "
+          f"{s['compilations']} compilation(s) ({s['compile_s']:.1f} s), run {s['run_s']:.1f} s, "
+          f"{s['steps_per_second']:,} steps/s, {s['diverged_runs']} diverged")
+    print(sweep.format_ranking(spec, result.ranking, top=args.top))
+    print(f"sweep directory: {result.sweep_dir}  (best config: {result.sweep_dir / 'best.yaml'})")
+    return 0
+
+
+def cmd_pbt(args) -> int:
+    from jaxrl import pbt
+
+    spec = pbt.load_spec(args.spec)
+    _prepare_runtime(use_cache=not args.no_compile_cache)
+    result = pbt.run_pbt(spec, out=args.out, progress=not args.no_progress)
+    print(pbt.format_result(result))
+    print(f"pbt directory: {result.out_dir}")
+    return 0
+
+
 def cmd_envs(args) -> int:
     from jaxrl.envs import list_ids
 
@@ -142,7 +196,8 @@ def cmd_algos(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "envs": cmd_envs, "algos": cmd_algos}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sweep": cmd_sweep, "pbt": cmd_pbt, "envs": cmd_envs,
+            "algos": cmd_algos}
 
 
 def main(argv: list[str] | None = None) -> int:

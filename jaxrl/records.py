@@ -65,7 +65,7 @@ def versions() -> dict[str, str | None]:
 
 
 def new_run_dir(out: str | None, algo: str, env_id: str, root: str = "runs") -> Path:
-    """`out` if given (must not hold a run already), else runs/<algo>-<env>-<time>."""
+    """`out` if given (must not hold a run already), else <root>/<algo>-<env>-<time>."""
     if out:
         path = Path(out)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
@@ -81,29 +81,34 @@ def new_run_dir(out: str | None, algo: str, env_id: str, root: str = "runs") -> 
     return path
 
 
+def base_metadata() -> dict[str, Any]:
+    """What every record's metadata.json starts with: versions, machine, command, status."""
+    import jax
+
+    return {
+        "jaxrl_version": importlib_metadata.version("jaxrl"),
+        "git_commit": git_commit(),
+        "versions": versions(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device_kind": jax.devices()[0].device_kind,
+        "device_count": jax.device_count(),
+        "command": sys.argv,
+        "start_time": now(),
+        "end_time": None,
+        "status": "running",
+        "error": None,
+    }
+
+
 class RunRecord:
     """Writes one run directory; the host loop calls it between compiled chunks."""
 
     def __init__(self, path: Path, config: dict[str, Any], algo: str):
-        import jax
-
         self.path = Path(path)
         self.metrics_rows: list[dict] = []
         atomic_write(self.path / "config.yaml", yaml.safe_dump({"algo": algo, **config}, sort_keys=False))
-        self.meta = {
-            "jaxrl_version": importlib_metadata.version("jaxrl"),
-            "git_commit": git_commit(),
-            "versions": versions(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "device_kind": jax.devices()[0].device_kind,
-            "device_count": jax.device_count(),
-            "command": sys.argv,
-            "start_time": now(),
-            "end_time": None,
-            "status": "running",
-            "error": None,
-        }
+        self.meta = base_metadata()
         self.write_metadata()
 
     def write_metadata(self, **updates) -> None:
@@ -115,11 +120,7 @@ class RunRecord:
 
     def add_metrics(self, rows: list[dict]) -> None:
         self.metrics_rows.extend(rows)
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(self.metrics_rows[0]))
-        writer.writeheader()
-        writer.writerows(self.metrics_rows)
-        atomic_write(self.path / "metrics.csv", buf.getvalue())
+        write_csv(self.path / "metrics.csv", self.metrics_rows)
 
     def write_summary(self, summary: dict) -> None:
         atomic_write(self.path / "summary.json", json.dumps(summary, indent=2))
@@ -152,17 +153,50 @@ def plot_curves(run_dir: Path, metrics: dict[str, np.ndarray], steps_per_update:
         ax.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    out = Path(run_dir) / "curves.png"
-    tmp = out.with_name(".curves.tmp.png")
+    return save_figure(fig, Path(run_dir) / "curves.png")
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    os.replace(tmp, path)
+    return path
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """An .npz of named arrays, written atomically."""
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    """A CSV with the union of the rows' keys as header (in first-seen order), written atomically."""
+    header = list(dict.fromkeys(k for row in rows for k in row))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=header, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
+def mean_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean return of the episodes finished in each update, [runs, updates] (NaN where none finished)."""
+    count = np.nan_to_num(metrics["episodes"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, metrics["episode_return_sum"] / np.maximum(count, 1), np.nan)
 
 
 def smoothed_returns(metrics: dict[str, np.ndarray], window: int = 0) -> np.ndarray:
     """Mean return of episodes finished in a trailing window of updates, [seeds, updates]."""
-    count, total = metrics["episodes"], metrics["episode_return_sum"]
+    count, total = np.nan_to_num(metrics["episodes"]), np.nan_to_num(metrics["episode_return_sum"])
     window = window or max(1, count.shape[1] // 50)
     kernel = np.ones(window)
     conv = lambda a: np.stack([np.convolve(r, kernel)[: a.shape[1]] for r in a])
@@ -174,8 +208,9 @@ def smoothed_returns(metrics: dict[str, np.ndarray], window: int = 0) -> np.ndar
 def final_returns(metrics: dict[str, np.ndarray], fraction: float = 0.05) -> np.ndarray:
     """Per seed: mean return of the episodes that finished in the last `fraction` of updates."""
     n = max(1, int(round(metrics["episodes"].shape[1] * fraction)))
-    count = metrics["episodes"][:, -n:].sum(1)
+    count = np.nan_to_num(metrics["episodes"][:, -n:]).sum(1)  # NaN after a run diverged: no episodes
+    total = np.nan_to_num(metrics["episode_return_sum"][:, -n:]).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, metrics["episode_return_sum"][:, -n:].sum(1) / np.maximum(count, 1), np.nan)
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 

@@ -1,0 +1,587 @@
+"""Hyperparameter sweeps: points x seeds trained inside one compiled program per static group.
+
+A spec (YAML file or dict):
+
+    algo: ppo
+    env: gymnax:CartPole-v1
+    base: {total_timesteps: 250000}          # fixed config fields
+    method: random                           # or grid (lists only)
+    num_points: 64                           # random search; or `budget` (env steps of the whole sweep)
+    seeds: 2                                 # seeds per point: seed, seed+1, ...
+    seed: 0                                  # first seed; also seeds the sampling of points
+    max_parallel: 128                        # runs per compiled call (bounds memory)
+    metric: final_return                     # what the ranking sorts by (or auc)
+    space:
+      lr: {dist: log_uniform, low: 1.0e-5, high: 1.0e-1}
+      ent_coef: {dist: uniform, low: 0.0, high: 0.05}
+      clip_eps: [0.1, 0.2, 0.3]              # a list: a choice (random) or a grid axis
+
+Points are grouped by their static fields (shapes, program structure); each
+group is compiled once and its (points x seeds) runs are vmapped inside it, in
+blocks of `max_parallel` runs that reuse the one compilation. Run (point p,
+seed s) uses `PRNGKey(seed + s)`, exactly as `jaxrl train` with that config and
+seed, so a sweep point is the same experiment as a single run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from jaxrl import algos, records
+from jaxrl.config import _TYPES, ConfigError, check_keys, fields_of, hparams, load_yaml, to_dict
+from jaxrl.stats import bootstrap_ci
+
+SPEC_KEYS = ("name", "algo", "env", "base", "space", "method", "num_points", "budget", "seeds", "seed",
+             "max_parallel", "metric", "max_compiles", "pbt")
+DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
+METRICS = ("final_return", "auc")
+RESERVED = ("seed", "num_seeds")  # set by the sweep itself (`seed`, `seeds`)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One swept config field: a choice of values or a uniform / log-uniform range."""
+
+    name: str
+    dist: str
+    values: tuple = ()
+    low: float | None = None
+    high: float | None = None
+    field_type: type = float
+
+    @property
+    def log_scale(self) -> bool:
+        """Plot on a log axis: log-uniform ranges, or positive numeric choices spanning 100x or more."""
+        if self.dist == "log_uniform":
+            return True
+        nums = [v for v in self.values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        return self.dist == "choice" and len(nums) == len(self.values) and min(nums) > 0 and max(nums) >= 100 * min(nums)
+
+    def sample(self, rng: np.random.Generator):
+        if self.dist == "choice":
+            return self.values[rng.integers(len(self.values))]
+        if self.dist == "uniform":
+            value = rng.uniform(self.low, self.high)
+        else:
+            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+        return int(round(value)) if self.field_type is int else float(value)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    algo: str
+    base: dict  # fixed config fields (env included)
+    space: tuple  # Dimension, ...
+    method: str = "random"
+    num_points: int = 0
+    seeds: int = 1
+    seed: int = 0
+    max_parallel: int = 128
+    metric: str = "final_return"
+    max_compiles: int = 16
+    name: str = "sweep"
+    pbt: dict | None = None
+    raw: dict = dataclasses.field(default_factory=dict)  # the spec as given (saved as spec.yaml)
+
+
+def _positive_int(data: dict, key: str, default: int, where: str, minimum: int = 1) -> int:
+    value = data.get(key, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{where}: {key}={value!r} must be an integer >= {minimum}")
+    return value
+
+
+def parse_dimension(name: str, entry: Any, field: dataclasses.Field, where: str) -> Dimension:
+    field_type = _TYPES.get(field.type, field.type)
+    if isinstance(entry, list):
+        entry = {"dist": "choice", "values": entry}
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: space.{name} must be a list of values or a mapping with `dist` "
+                          f"(one of {', '.join(DISTRIBUTIONS)}); got {entry!r} (fixed values go in `base`)")
+    dist = entry.get("dist")
+    if dist not in DISTRIBUTIONS:
+        raise ConfigError(f"{where}: space.{name}.dist={dist!r} must be one of {', '.join(DISTRIBUTIONS)}")
+    allowed = {"choice": {"dist", "values"}}.get(dist, {"dist", "low", "high"})
+    extra = set(entry) - allowed
+    if extra:
+        raise ConfigError(f"{where}: space.{name} ({dist}) has unknown keys {sorted(extra)}; expected {sorted(allowed)}")
+    if dist == "choice":
+        values = entry.get("values")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}: space.{name} is empty; give at least one value")
+        values = [tuple(v) if isinstance(v, list) else v for v in values]
+        return Dimension(name, "choice", tuple(values), field_type=field_type)
+    if field_type not in (int, float):
+        raise ConfigError(f"{where}: space.{name} is a {field.type} field; only numbers take a {dist} range "
+                          f"(use a list of values)")
+    low, high = entry.get("low"), entry.get("high")
+    for bound, value in (("low", low), ("high", high)):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ConfigError(f"{where}: space.{name}.{bound}={value!r} must be a finite number")
+        if bound == "low":
+            low = float(value)
+        else:
+            high = float(value)
+    if low >= high:
+        raise ConfigError(f"{where}: space.{name}: low={low:g} must be < high={high:g}")
+    if dist == "log_uniform" and low <= 0:
+        raise ConfigError(f"{where}: space.{name}: log_uniform needs low > 0, got low={low:g}")
+    return Dimension(name, dist, (), low, high, field_type)
+
+
+def parse_spec(data: dict, where: str = "sweep spec") -> SweepSpec:
+    """Validate a spec mapping (everything that can be checked without compiling)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    unknown = [k for k in data if k not in SPEC_KEYS]
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(SPEC_KEYS)}")
+    algo = data.get("algo", "ppo")
+    module = algos.get(algo)
+    base = data.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{where}: base must be a mapping of config fields")
+    base = dict(base)
+    if "env" in data:
+        if "env" in base:
+            raise ConfigError(f"{where}: env is given both at the top level and in base")
+        base["env"] = data["env"]
+    check_keys(module.Config, base, f"{where} base")
+    space = data.get("space")
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"{where}: space is empty; name at least one config field to sweep")
+    check_keys(module.Config, space, f"{where} space")
+    for key in RESERVED:
+        if key in base or key in space:
+            raise ConfigError(f"{where}: {key} is set by the sweep; use the spec's `seed` and `seeds`")
+    both = sorted(set(base) & set(space))
+    if both:
+        raise ConfigError(f"{where}: {', '.join(both)} given both in base and in space")
+    fields = {f.name: f for f in dataclasses.fields(module.Config)}
+    dims = tuple(parse_dimension(name, entry, fields[name], where) for name, entry in space.items())
+
+    method = data.get("method", "random")
+    if method not in ("random", "grid"):
+        raise ConfigError(f"{where}: method={method!r} must be 'random' or 'grid'")
+    seeds = _positive_int(data, "seeds", 1, where)
+    seed = _positive_int(data, "seed", 0, where, minimum=0)
+    metric = data.get("metric", "final_return")
+    if metric not in METRICS:
+        raise ConfigError(f"{where}: metric={metric!r} must be one of {', '.join(METRICS)}")
+    if method == "grid":
+        ranges = [d.name for d in dims if d.dist != "choice"]
+        if ranges:
+            raise ConfigError(f"{where}: a grid needs lists of values; {', '.join(ranges)} is a range "
+                              f"(use method: random)")
+        for key in ("num_points", "budget"):
+            if key in data:
+                raise ConfigError(f"{where}: {key} applies to random search; a grid runs all "
+                                  f"{math.prod(len(d.values) for d in dims)} points")
+        num_points = math.prod(len(d.values) for d in dims)
+    else:
+        num_points = _points_from_budget(data, module, base, space, seeds, where)
+    name = str(data.get("name") or f"{algo}-{str(base.get('env', module.Config.env)).split(':')[-1]}")
+    return SweepSpec(algo, base, dims, method, num_points, seeds, seed,
+                     _positive_int(data, "max_parallel", 128, where), metric,
+                     _positive_int(data, "max_compiles", 16, where), name, data.get("pbt"), dict(data))
+
+
+def _points_from_budget(data, module, base, space, seeds, where) -> int:
+    if "budget" not in data:
+        if "num_points" not in data:
+            raise ConfigError(f"{where}: random search needs num_points or budget (env steps of the whole sweep)")
+        return _positive_int(data, "num_points", 1, where)
+    budget = _positive_int(data, "budget", 1, where)
+    if "total_timesteps" in space:
+        raise ConfigError(f"{where}: a budget needs a fixed total_timesteps, but it is swept")
+    from jaxrl.api import resolve_config
+
+    steps = resolve_config(data.get("algo", "ppo"), overrides=base).total_timesteps
+    per_point = seeds * steps
+    if budget % per_point:
+        raise ConfigError(f"{where}: budget={budget} env steps does not divide into points of "
+                          f"seeds*total_timesteps={seeds}*{steps}={per_point} steps")
+    points = budget // per_point
+    if "num_points" in data and data["num_points"] != points:
+        raise ConfigError(f"{where}: num_points={data['num_points']} disagrees with budget={budget} "
+                          f"({points} points of {per_point} steps)")
+    return points
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    return parse_spec(load_yaml(path), f"sweep spec {str(path)!r}")
+
+
+def sample_points(spec: SweepSpec) -> list[dict]:
+    """The swept values of every point, in order (grid: all combinations; random: seeded samples)."""
+    if spec.method == "grid":
+        return [dict(zip([d.name for d in spec.space], combo)) for combo in
+                itertools.product(*[d.values for d in spec.space])]
+    rng = np.random.default_rng(spec.seed)
+    return [{d.name: d.sample(rng) for d in spec.space} for _ in range(spec.num_points)]
+
+
+def point_config(spec: SweepSpec, index: int, point: dict):
+    """The validated config of one point (its seeds are `spec.seed + s`)."""
+    from jaxrl.api import resolve_config
+
+    try:
+        return resolve_config(spec.algo, overrides={**spec.base, **point, "seed": spec.seed, "num_seeds": spec.seeds})
+    except ConfigError as err:
+        raise ConfigError(f"sweep point {index} ({format_point(point)}): {err}") from None
+
+
+def static_signature(config) -> tuple:
+    """Fields that decide the compiled program: everything but the dynamic and seeding fields."""
+    dynamic = {f.name for f in fields_of(type(config), "dynamic")}
+    return tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in to_dict(config).items()
+                 if k not in dynamic and k not in RESERVED)
+
+
+def group_points(configs: list) -> list[list[int]]:
+    """Point indices grouped by static signature, in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for i, config in enumerate(configs):
+        groups.setdefault(static_signature(config), []).append(i)
+    return list(groups.values())
+
+
+def check_compile_count(spec: SweepSpec, groups: list[list[int]], configs: list, allow_many: bool) -> None:
+    if len(groups) <= spec.max_compiles or allow_many:
+        return
+    varying = [d.name for d in spec.space
+               if len({getattr(configs[g[0]], d.name) for g in groups}) > 1]
+    raise ConfigError(f"this sweep needs {len(groups)} compilations (static fields vary: {', '.join(varying)}), "
+                      f"more than max_compiles={spec.max_compiles}; sample them from a short list, or pass "
+                      f"--allow-many-compiles to run it anyway")
+
+
+def format_point(point: dict) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in point.items())
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, tuple):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value)
+
+
+@dataclass
+class SweepResult:
+    sweep_dir: Path | None
+    runs: list[dict]  # one row per run (runs.csv)
+    ranking: list[dict]  # one row per point, best first
+    best_config: Any  # config of the best point (None if no point finished)
+    summary: dict
+
+
+def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progress: bool = True,
+              allow_many_compiles: bool = False, record: bool = True) -> SweepResult:
+    """Run a sweep; with `record`, write a sweep directory (see README, "Sweeps")."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrl import loop
+    from jaxrl.api import Progress
+
+    if isinstance(spec, (str, Path)):
+        spec = load_spec(spec)
+    elif isinstance(spec, dict):
+        spec = parse_spec(spec)
+    wall_start = time.perf_counter()
+    module = algos.get(spec.algo)
+    points = sample_points(spec)
+    configs = [point_config(spec, i, p) for i, p in enumerate(points)]
+    groups = group_points(configs)
+    check_compile_count(spec, groups, configs, allow_many_compiles)
+    programs = [module.make_program(configs[g[0]]) for g in groups]  # builds the envs: errors before compiling
+
+    sweep_dir = records.new_run_dir(out, "sweep", spec.name, root="sweeps") if record else None
+    rec = SweepRecord(sweep_dir, spec, points) if record else None
+    total_steps = sum(len(g) * spec.seeds * p.num_updates * p.steps_per_update for g, p in zip(groups, programs))
+    num_runs = len(points) * spec.seeds
+    bar = Progress(total_steps, progress, desc="sweep")
+    bar.message(f"sweep {spec.name}: {len(points)} points x {spec.seeds} seeds = {num_runs} runs in "
+                f"{len(groups)} compiled group(s), {total_steps:,} env steps")
+    runs: list[dict] = []
+    curves: dict[str, np.ndarray] = {}
+    timing = {"compile_s": 0.0, "run_s": 0.0, "compiles": 0, "steps_done": 0}
+    best = {"value": -math.inf}
+    try:
+        for g, (indices, program) in enumerate(zip(groups, programs)):
+            members = [(p, s) for p in indices for s in range(spec.seeds)]
+            block = min(spec.max_parallel, len(members))
+            compiled = None
+            group_rows, group_curves = [], []
+            for start in range(0, len(members), block):
+                real = members[start:start + block]
+                padded = real + [real[-1]] * (block - len(real))  # same shape for every block: one compilation
+                keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([spec.seed + s for _, s in padded]))
+                point_hp = [hparams(configs[p]) for p, _ in padded]
+                hp = {k: np.asarray([h[k] for h in point_hp], np.float32) for k in point_hp[0]}
+                if compiled is None:
+                    bar.message(f"compiling group {g + 1}/{len(groups)} ({len(members)} runs, {block} at a time) ...")
+                    compiled = loop.compile_program(program, keys, hp)
+                    timing["compiles"] += 1
+                    timing["compile_s"] += compiled.seconds
+                    bar.message(f"  compiled in {compiled.seconds:.1f} s")
+                    bar.open()
+                done_before = timing["steps_done"]
+
+                def on_chunk(report, real=real, done_before=done_before):
+                    rets = records.final_returns(report.metrics, fraction=1.0)[:len(real)]
+                    if np.any(np.isfinite(rets)):
+                        best["value"] = max(best["value"], float(np.nanmax(rets)))
+                    steps = done_before + report.env_steps * len(real)
+                    sps = report.env_steps * len(real) / max(report.run_seconds, 1e-9)
+                    finished = len(runs) + len(group_rows)
+                    bar.update(steps, f"runs {finished}/{num_runs}, {sps / 1e3:,.0f}k steps/s, "
+                                      f"best {best['value']:.1f}")
+
+                _, metrics, diverged_at, timings = loop.run(program, keys, hp, on_chunk=on_chunk, compiled=compiled)
+                timing["run_s"] += timings["run_s"]
+                timing["steps_done"] += program.num_updates * program.steps_per_update * len(real)
+                metrics = {k: v[:len(real)] for k, v in metrics.items()}
+                final = records.final_returns(metrics)
+                per_update = records.mean_returns(metrics)
+                auc = _nanmean(per_update, axis=1)
+                for r, (p, s) in enumerate(real):
+                    diverged = int(diverged_at[r])
+                    group_rows.append({
+                        "run": p * spec.seeds + s, "point": p, "seed": spec.seed + s, "group": g,
+                        **{k: _csv_value(v) for k, v in points[p].items()},
+                        "final_return": _round(final[r]), "auc": _round(auc[r]),
+                        "status": "diverged" if diverged >= 0 else "finished",
+                        "diverged_at": diverged if diverged >= 0 else "",
+                    })
+                group_curves.append(per_update.astype(np.float32))
+                if rec:  # every finished block is on disk before the next starts
+                    rec.write_runs(sorted(runs + group_rows, key=lambda r: r["run"]))
+            runs.extend(group_rows)
+            curves[f"group{g}_env_steps"] = (np.arange(program.num_updates) + 1) * program.steps_per_update
+            curves[f"group{g}_runs"] = np.asarray([r["run"] for r in group_rows])
+            curves[f"group{g}_returns"] = np.concatenate(group_curves)
+            if rec:
+                rec.write_curves(curves)
+        bar.close()
+    except BaseException as err:
+        bar.close()
+        if rec:
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            rec.finish(status, f"{type(err).__name__}: {err}")
+        raise
+
+    runs.sort(key=lambda r: r["run"])
+    ranking = rank_points(spec, points, runs)
+    best_config = configs[ranking[0]["point"]] if ranking else None
+    summary = {
+        "name": spec.name, "algo": spec.algo, "points": len(points), "seeds": spec.seeds, "runs": len(runs),
+        "compilations": timing["compiles"], "compile_s": round(timing["compile_s"], 3),
+        "run_s": round(timing["run_s"], 3), "env_steps": timing["steps_done"],
+        "steps_per_second": round(timing["steps_done"] / max(timing["run_s"], 1e-9)),
+        "diverged_runs": sum(r["status"] == "diverged" for r in runs),
+        "metric": spec.metric, "best": ranking[0] if ranking else None,
+    }
+    if rec:
+        rec.write_ranking(ranking)
+        if best_config is not None:
+            rec.write_best(spec, best_config, ranking[0])
+        plot_hparams(sweep_dir / "hparams.png", spec, points, runs)
+        plot_top_curves(sweep_dir / "top_curves.png", spec, points, ranking, curves)
+        summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
+        rec.write_summary(summary)
+        rec.finish("finished")
+    return SweepResult(sweep_dir, runs, ranking, best_config, summary)
+
+
+def _nanmean(a, axis=None):
+    """np.nanmean without the warning for all-NaN rows (a run that finished no episode)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(a, axis=axis)
+
+
+def _round(x) -> float | str:
+    x = float(x)
+    return "" if math.isnan(x) else round(x, 4)
+
+
+def _csv_value(v):
+    return "[" + ",".join(map(str, v)) + "]" if isinstance(v, tuple) else v
+
+
+def rank_points(spec: SweepSpec, points: list[dict], runs: list[dict]) -> list[dict]:
+    """One row per point that ran: mean and 95% bootstrap CI over seeds; points with diverged runs last."""
+    by_point: dict[int, list[dict]] = {}
+    for r in runs:
+        by_point.setdefault(r["point"], []).append(r)
+    rows = []
+    for p, rs in by_point.items():
+        values = np.array([r[spec.metric] if r[spec.metric] != "" else np.nan for r in rs], np.float64)
+        finals = np.array([r["final_return"] if r["final_return"] != "" else np.nan for r in rs], np.float64)
+        diverged = sum(r["status"] == "diverged" for r in rs)
+        low, high = bootstrap_ci(values)
+        mean, final_mean = float(_nanmean(values)), float(_nanmean(finals))
+        rows.append({"point": p, **{k: _csv_value(v) for k, v in points[p].items()},
+                     "score": _round(mean), "ci_low": _round(low), "ci_high": _round(high),
+                     "final_return": _round(final_mean), "seeds": len(rs), "diverged": diverged})
+    rows.sort(key=lambda r: (r["diverged"] > 0, r["score"] == "", -(r["score"] if r["score"] != "" else 0)))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
+
+
+def format_ranking(spec: SweepSpec, ranking: list[dict], top: int = 10, bottom: int = 5) -> str:
+    """The ranking as a text table: the best `top` points and the worst `bottom`."""
+    names = [d.name for d in spec.space]
+    header = ["rank", "point", *names, f"{spec.metric} (mean [95% CI] over seeds)", "status"]
+    shown = ranking if len(ranking) <= top + bottom else ranking[:top] + [None] + ranking[-bottom:]
+    lines = []
+    for row in shown:
+        if row is None:
+            lines.append(["..."] + [""] * (len(header) - 1))
+            continue
+        score = "-" if row["score"] == "" else f"{row['score']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
+        status = f"diverged {row['diverged']}/{row['seeds']}" if row["diverged"] else "ok"
+        lines.append([str(row["rank"]), str(row["point"]), *[_fmt(row[n]) for n in names], score, status])
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
+
+
+class SweepRecord:
+    """The sweep directory: spec.yaml, metadata.json, runs.csv, curves.npz, ranking.csv, best.yaml,
+    summary.json, hparams.png, top_curves.png (all written atomically)."""
+
+    def __init__(self, path: Path, spec: SweepSpec, points: list[dict]):
+        self.path = Path(path)
+        records.atomic_write(self.path / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
+        records.atomic_write(self.path / "points.yaml", yaml.safe_dump(
+            [{k: list(v) if isinstance(v, tuple) else v for k, v in p.items()} for p in points], sort_keys=False))
+        self.meta = records.base_metadata()
+        self.write_metadata()
+
+    def write_metadata(self, **updates) -> None:
+        self.meta.update(updates)
+        records.atomic_write(self.path / "metadata.json", json.dumps(self.meta, indent=2))
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.write_metadata(status=status, error=error, end_time=records.now())
+
+    def write_runs(self, rows: list[dict]) -> None:
+        records.write_csv(self.path / "runs.csv", rows)
+
+    def write_curves(self, curves: dict[str, np.ndarray]) -> None:
+        records.save_arrays(self.path / "curves.npz", curves)
+
+    def write_ranking(self, ranking: list[dict]) -> None:
+        if ranking:
+            records.write_csv(self.path / "ranking.csv", ranking)
+
+    def write_best(self, spec: SweepSpec, config, row: dict) -> None:
+        header = (f"# best point of sweep {spec.name!r} (point {row['point']}): {spec.metric} {row['score']} "
+                  f"(95% CI {row['ci_low']}..{row['ci_high']}) over seeds {spec.seed}..{spec.seed + spec.seeds - 1}\n"
+                  f"# retrain: jaxrl train --config best.yaml\n")
+        body = yaml.safe_dump({"algo": spec.algo, **to_dict(config)}, sort_keys=False)
+        records.atomic_write(self.path / "best.yaml", header + body)
+
+    def write_summary(self, summary: dict) -> None:
+        records.atomic_write(self.path / "summary.json", json.dumps(summary, indent=2))
+
+
+def _numeric(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def plot_hparams(path: Path, spec: SweepSpec, points: list[dict], runs: list[dict]) -> Path:
+    """Score of every run against each swept hyperparameter (log axes for log spaces); diverged runs as red x."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dims = spec.space
+    fig, axes = plt.subplots(1, len(dims), figsize=(4.2 * len(dims), 3.4), squeeze=False)
+    scores = np.array([r[spec.metric] if r[spec.metric] != "" else np.nan for r in runs], np.float64)
+    floor = np.nanmin(scores) if np.any(np.isfinite(scores)) else 0.0
+    diverged = np.array([r["status"] == "diverged" for r in runs])
+    for ax, dim in zip(axes[0], dims):
+        raw = [points[r["point"]][dim.name] for r in runs]
+        if _numeric(raw):
+            x = np.asarray(raw, np.float64)
+        else:
+            labels = list(dict.fromkeys(map(_fmt, dim.values or raw)))
+            x = np.asarray([labels.index(_fmt(v)) for v in raw], np.float64)
+            ax.set_xticks(range(len(labels)), labels)
+        ok = ~diverged & np.isfinite(scores)
+        ax.scatter(x[ok], scores[ok], s=14, alpha=0.7, label="run")
+        if diverged.any():
+            ax.scatter(x[diverged], np.full(diverged.sum(), floor), marker="x", color="red", s=30, label="diverged")
+        if dim.log_scale and _numeric(raw):
+            ax.set_xscale("log")
+        ax.set_xlabel(dim.name)
+        ax.set_ylabel(spec.metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"sweep {spec.name}: {len(points)} points x {spec.seeds} seeds", fontsize=10)
+    fig.tight_layout()
+    return records.save_figure(fig, path)
+
+
+def plot_top_curves(path: Path, spec: SweepSpec, points: list[dict], ranking: list[dict],
+                    curves: dict[str, np.ndarray], k: int = 5) -> Path:
+    """Learning curves (mean over seeds, min-max band) of the top-k points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    where = {}  # run id -> (group, row)
+    for key in curves:
+        if key.endswith("_runs"):
+            g = key[: -len("_runs")]
+            for row, run in enumerate(curves[key]):
+                where[int(run)] = (g, row)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    top = [row for row in ranking if row["score"] != ""][:k]
+    for row in top:
+        p = row["point"]
+        found = [where[p * spec.seeds + s] for s in range(spec.seeds) if p * spec.seeds + s in where]
+        g = found[0][0]
+        x = curves[f"{g}_env_steps"]
+        ys = np.stack([curves[f"{g}_returns"][r] for _, r in found])
+        ys = records.smoothed_returns({"episodes": np.isfinite(ys).astype(np.float32),
+                                       "episode_return_sum": np.nan_to_num(ys)})
+        mean = _nanmean(ys, axis=0)
+        line, = ax.plot(x, mean, lw=1.5, label=f"#{row['rank']}: {format_point(points[p])}")
+        if ys.shape[0] > 1:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # updates where no episode finished
+                ax.fill_between(x, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), alpha=0.15, color=line.get_color())
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(f"top {len(top)} points of sweep {spec.name} ({spec.seeds} seeds each)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return records.save_figure(fig, path)
