@@ -122,7 +122,10 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict) -> Compile
     """AOT-compile the init and chunk, vmapped over runs (keys and hyperparameters)."""
     start = time.perf_counter()
     hparams = broadcast_hparams(hparams, keys.shape[0])
-    vinit = jax.jit(jax.vmap(program.init))
+    # Init is cheap; mapping it run by run (not vmapping) makes every run's initial state
+    # bitwise independent of how many runs share the program (batched matmuls may sum
+    # in another order), so a sweep lane starts exactly where a single run does.
+    vinit = jax.jit(lambda k, hp: jax.lax.map(lambda args: program.init(*args), (k, hp)))
     init = vinit.lower(keys, hparams).compile(COMPILER_OPTIONS)
     state_shape = jax.eval_shape(vinit, keys, hparams)
     diverged_shape = jax.ShapeDtypeStruct((keys.shape[0],), jnp.int32)
