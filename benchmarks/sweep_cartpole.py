@@ -9,7 +9,9 @@
     `jaxrl train --config point.yaml --seed s` processes, with the persistent
     compilation cache on (the default), so every launch after the first finds
     its program compiled already: the most favourable setting for (b).
-(c) memory: peak resident memory of sweeps of N runs of the default config
+(c) blocks: the same runs (shortened) in blocks of 8, 32 and 128 runs per
+    compiled call.
+(d) memory: peak resident memory of sweeps of N runs of the default config
     (short runs; memory does not grow with run length), and the largest N that
     fits in this machine's memory by a linear fit, with that N then run for real.
 Every case runs in a fresh process with an empty compilation cache of its own.
@@ -88,13 +90,36 @@ def memory_child(num_runs: int) -> None:
     from jaxrl import sweep
 
     spec = {"algo": "ppo", "env": "gymnax:CartPole-v1", "base": {"total_timesteps": 512}, "seeds": 1,
-            "num_points": num_runs, "max_parallel": num_runs,
+            "num_points": num_runs, "max_parallel": num_runs,  # one block: all runs in memory at once
             "space": {"lr": {"dist": "log_uniform", "low": 1e-4, "high": 1e-2}}}
     start = time.perf_counter()
     result = sweep.run_sweep(spec, record=False, progress=False)
     print(json.dumps({"runs": num_runs, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "compile_s": result.summary["compile_s"], "run_s": result.summary["run_s"],
                       "wall_s": time.perf_counter() - start}))
+
+
+def block_child(block: int) -> None:
+    """Steps/s of the sweep's 128 runs (shortened to 5e4 env steps each) in blocks of `block` runs."""
+    from jaxrl import sweep
+    from jaxrl.config import load_yaml
+
+    spec = load_yaml(SPEC)
+    spec.update(base={"total_timesteps": 50_000}, max_parallel=block)
+    result = sweep.run_sweep(spec, record=False, progress=False)
+    print(json.dumps({"block": block, "compile_s": result.summary["compile_s"], "run_s": result.summary["run_s"],
+                      "steps_per_s": result.summary["steps_per_second"]}))
+
+
+def blocks(sizes: list[int]) -> list[dict]:
+    rows = []
+    for n in sizes:
+        proc = subprocess.run([sys.executable, __file__, "--block-child", str(n)], capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(proc.stderr)
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(f"  block {rows[-1]}", file=sys.stderr, flush=True)
+    return rows
 
 
 def memory(sizes: list[int]) -> list[dict]:
@@ -116,7 +141,7 @@ def available_mb() -> float:
     return float("nan")
 
 
-def write_results(a: dict, b: dict, mem: list[dict], fit: dict, path: Path) -> None:
+def write_results(a: dict, b: dict, block_rows: list[dict], mem: list[dict], fit: dict, path: Path) -> None:
     sys.path.insert(0, str(HERE))
     from ppo_cartpole import machine
 
@@ -154,6 +179,15 @@ def write_results(a: dict, b: dict, mem: list[dict], fit: dict, path: Path) -> N
               "",
               f"Best point of (a): {json.dumps({k: v for k, v in a['best'].items() if k != 'rank'})}.",
               "",
+              "## Runs per compiled call (`max_parallel`)",
+              "",
+              "The same 128 runs shortened to 5e4 env steps each, in blocks of N runs that reuse one compilation.",
+              "",
+              "| runs per block | compile s | run s | env steps/s |",
+              "|---|---|---|---|"]
+    lines += [f"| {r['block']} | {r['compile_s']:.1f} | {r['run_s']:.1f} | {r['steps_per_s'] / 1e3:,.0f}k |"
+              for r in block_rows]
+    lines += ["",
               "## Memory",
               "",
               "Peak resident memory of one process running a sweep of N runs (default config, 1 update of 1 seed each, one",
@@ -176,12 +210,16 @@ def write_results(a: dict, b: dict, mem: list[dict], fit: dict, path: Path) -> N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sequential-runs", type=int, help="time only the first N sequential runs (then scale)")
-    parser.add_argument("--memory-sizes", default="128,1024,4096,8192", help="runs per program for (c)")
+    parser.add_argument("--memory-sizes", default="128,1024,4096,8192", help="runs per program for (d)")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--block-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(HERE / "SWEEP_RESULTS.md"))
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child)
+        return
+    if args.block_child:
+        block_child(args.block_child)
         return
     import numpy as np
 
@@ -191,6 +229,7 @@ def main() -> None:
         print(json.dumps({k: v for k, v in a.items() if k != "best"}), flush=True)
         b = sequential(work, Path(a["sweep_dir"]), args.sequential_runs)
         print(json.dumps({k: v for k, v in b.items() if k != "finals"}), flush=True)
+    block_rows = blocks([8, 32, 128])
     mem = memory([int(n) for n in args.memory_sizes.split(",")])
     ok = [r for r in mem if "error" not in r]
     slope, base = np.polyfit([r["runs"] for r in ok], [r["peak_rss_mb"] for r in ok], 1)
@@ -198,7 +237,7 @@ def main() -> None:
     fit = {"base_mb": base, "per_run_kb": slope * 1024, "available_mb": avail,
            "max_runs": int((0.9 * avail - base) / slope)}
     mem += memory([fit["max_runs"]])
-    write_results(a, b, mem, fit, Path(args.out))
+    write_results(a, b, block_rows, mem, fit, Path(args.out))
     print(f"wrote {args.out}")
 
 

@@ -102,6 +102,8 @@ def cmd_train(args) -> int:
     if "eval" in s:
         e = s["eval"]
         print(f"  eval return  {e['return_mean']} ± {e['return_std']} ({e['episodes']} deterministic episodes)")
+    for seed, update in s["diverged"].items():
+        print(f"  seed {seed} diverged (NaN/inf) at update {update}; its state froze there")
     print(f"  compile {s['compile_s']:.1f} s, run {s['run_s']:.1f} s, {s['steps_per_second']:,} steps/s, "
           f"wall {s['wall_s']:.1f} s")
     print(f"run directory: {result.run_dir}")
