@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -69,17 +68,14 @@ def main() -> None:
     rows = [pbt_case(), sweep_case(spec, anneal=False), sweep_case(spec, anneal=True)]
     for r in rows:
         print(json.dumps(r), flush=True)
-    sys.path.insert(0, str(HERE))
-    from ppo_cartpole import machine
+    from common import machine, provenance
 
     info = machine()
     fmt = lambda xs: ", ".join(f"{x:.1f}" for x in xs)
     lines = [
         "# PBT vs an equal-compute random sweep (PPO, Acrobot-v1, constant learning rate)",
         "",
-        f"Produced by `python benchmarks/pbt_acrobot.py` on {info['date']}.",
-        f"Machine: {info['cpu']}, {info['cores']} cores, device {info['device']}; Python {info['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
+        *provenance("pbt_acrobot.py", info),
         "",
         "Task: gymnax Acrobot-v1 (return = -steps to swing up, -500 if never; higher is better), PPO defaults",
         "(8 envs x 64 steps) for 2e5 env steps per member, lr not annealed. A constant learning rate must trade",

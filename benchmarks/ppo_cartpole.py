@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+
+from common import machine, provenance
 
 HERE = Path(__file__).resolve().parent
 PUREJAXRL = dict(num_envs=4, num_steps=128, update_epochs=4, num_minibatches=4, total_timesteps=500_000,
@@ -129,30 +129,11 @@ def child(args: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def machine() -> dict:
-    from importlib.metadata import version
-
-    cpu = "unknown"
-    if Path("/proc/cpuinfo").exists():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import jax
-
-    return {"cpu": cpu, "cores": os.cpu_count(), "device": jax.devices()[0].device_kind,
-            "python": platform.python_version(),
-            "versions": {p: version(p) for p in ("jax", "jaxlib", "flax", "optax", "gymnax")},
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
-
-
 def write_results(rows: list[dict], info: dict, path: Path) -> None:
     lines = [
         "# PPO on gymnax CartPole-v1",
         "",
-        f"Produced by `python benchmarks/ppo_cartpole.py` on {info['date']}.",
-        f"Machine: {info['cpu']}, {info['cores']} cores, device {info['device']}; Python {info['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
+        *provenance("ppo_cartpole.py", info),
         "",
         "Compile = ahead-of-time compilation of the init and chunk programs (no persistent cache); run = the",
         "compiled training itself; steps/s = env steps of all seeds / run s; final return = mean return of",

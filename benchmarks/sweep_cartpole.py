@@ -142,17 +142,14 @@ def available_mb() -> float:
 
 
 def write_results(a: dict, b: dict, block_rows: list[dict], mem: list[dict], fit: dict, path: Path) -> None:
-    sys.path.insert(0, str(HERE))
-    from ppo_cartpole import machine
+    from common import machine, provenance
 
     info = machine()
     speedup = b["wall_s"] / a["wall_s"]
     lines = [
         "# Sweep: one vmapped program vs sequential launches (PPO, CartPole)",
         "",
-        f"Produced by `python benchmarks/sweep_cartpole.py` on {info['date']}.",
-        f"Machine: {info['cpu']}, {info['cores']} cores, device {info['device']}; Python {info['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + ".",
+        *provenance("sweep_cartpole.py", info),
         "",
         "Spec: `benchmarks/sweep_cartpole.yaml`: 64 random points (lr log-uniform 1e-5..1e-1, ent_coef uniform",
         "0..0.05, clip_eps uniform 0.1..0.4) x 2 seeds = 128 runs of the default PPO config (8 envs x 64 steps,",

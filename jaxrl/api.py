@@ -98,6 +98,12 @@ class Progress:
             self.bar.close()
             self.bar = None
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def metric_rows(report, num_seeds: int, first_seed: int, steps_per_update: int, steps_per_s: float) -> list[dict]:
     """metrics.csv rows of one chunk: one per update per seed."""
@@ -150,9 +156,9 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
         ret = report.metrics["episode_return_sum"].sum() / count if count else float("nan")
         bar.chunk(report.env_steps, sps, ret)
 
-    try:
-        from jaxrl import loop
+    from jaxrl import loop
 
+    with records.failures(rec), bar:
         bar.compiling(f"{algo} on {config.env}, {config.num_seeds} seed(s)")
         state, metrics, diverged_at, timings = loop.run(program, keys, hparams(config), bar.compiled, on_chunk)
         bar.close()
@@ -182,12 +188,6 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
             rec.write_summary(summary)
             rec.finish("finished")
         return TrainResult(run_dir, summary, state, metrics)
-    except BaseException as err:
-        bar.close()
-        if rec:
-            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            rec.finish(status, f"{type(err).__name__}: {err}")
-        raise
 
 
 def _num(x) -> float | None:

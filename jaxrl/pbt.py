@@ -25,7 +25,6 @@ hyperparameters (clipped to the field's valid range).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from jaxrl import algos, records, sweep
 from jaxrl.config import ConfigError, fields_of, hparams
@@ -191,10 +189,9 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
     step = make_exploit_explore(st, R, explored, field_bounds(module.Config, explored))
 
     out_dir = records.new_run_dir(out, "pbt", sw.name, root="sweeps") if record else None
-    meta = records.base_metadata()
-    if record:
-        records.atomic_write(out_dir / "spec.yaml", yaml.safe_dump(sw.raw, sort_keys=False))
-        records.atomic_write(out_dir / "metadata.json", json.dumps(meta, indent=2))
+    rec = records.Record(out_dir) if record else None
+    if rec:
+        rec.write_yaml("spec.yaml", sw.raw)
     steps_per_chunk = program.updates_per_chunk * program.steps_per_update
     schedule = [{"population": int(i // P), "member": int(i % P), "update": 0, "env_steps": 0, "parent": int(i % P),
                  **{k: float(hp[k][i]) for k in explored}} for i in range(R * P)]
@@ -221,20 +218,12 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
         sps = report.env_steps * R * P / max(report.run_seconds, 1e-9)
         bar.update(report.env_steps * R * P, f"{sps / 1e3:,.0f}k steps/s, best member {best['value']:.1f}")
 
-    try:
+    with records.failures(rec), bar:
         bar.message(f"pbt {sw.name}: {R} population(s) x {P} members, exploit/explore every {st.ready} updates "
                     f"({steps_per_chunk:,} env steps), exploring {', '.join(explored)}")
         bar.compiling(f"{R * P} members")
         _, metrics, diverged_at, timings = loop.run(program, keys, hp, bar.compiled, on_chunk,
                                                     between_chunks=between_chunks)
-        bar.close()
-    except BaseException as err:
-        bar.close()
-        if record:
-            meta.update(status="interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
-                        error=f"{type(err).__name__}: {err}", end_time=records.now())
-            records.atomic_write(out_dir / "metadata.json", json.dumps(meta, indent=2))
-        raise
 
     final = records.final_returns(metrics).reshape(R, P)
     best_member = [int(np.nanargmax(np.nan_to_num(f, nan=-np.inf))) for f in final]
@@ -251,7 +240,7 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
         "compile_s": round(timings["compile_s"], 3), "run_s": round(timings["run_s"], 3),
         "steps_per_second": round(R * P * program.num_updates * program.steps_per_update / timings["run_s"]),
     }
-    if record:
+    if rec:
         records.write_csv(out_dir / "schedule.csv", schedule)
         returns = records.mean_returns(metrics).astype(np.float32)
         records.save_arrays(out_dir / "curves.npz", {
@@ -259,9 +248,8 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
             "returns": returns.reshape(R, P, -1)})
         plot_schedules(out_dir / "schedules.png", spec, schedule, metrics, program.steps_per_update)
         summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
-        records.atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2))
-        meta.update(status="finished", end_time=records.now())
-        records.atomic_write(out_dir / "metadata.json", json.dumps(meta, indent=2))
+        rec.write_json("summary.json", summary)
+        rec.finish("finished")
     return PBTResult(out_dir, summary, schedule, metrics)
 
 

@@ -19,6 +19,7 @@ import os
 import platform
 import subprocess
 import sys
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -101,13 +102,11 @@ def base_metadata() -> dict[str, Any]:
     }
 
 
-class RunRecord:
-    """Writes one run directory; the host loop calls it between compiled chunks."""
+class Record:
+    """A record directory's metadata.json (status `running` until `finish`) and its JSON files."""
 
-    def __init__(self, path: Path, config: dict[str, Any], algo: str):
+    def __init__(self, path: Path):
         self.path = Path(path)
-        self.metrics_rows: list[dict] = []
-        atomic_write(self.path / "config.yaml", yaml.safe_dump({"algo": algo, **config}, sort_keys=False))
         self.meta = base_metadata()
         self.write_metadata()
 
@@ -118,12 +117,44 @@ class RunRecord:
     def finish(self, status: str, error: str | None = None) -> None:
         self.write_metadata(status=status, error=error, end_time=now())
 
+    def write_json(self, name: str, data: dict) -> None:
+        atomic_write(self.path / name, json.dumps(data, indent=2))
+
+    def write_yaml(self, name: str, data) -> None:
+        atomic_write(self.path / name, yaml.safe_dump(data, sort_keys=False))
+
+    @contextmanager
+    def failures(self):
+        """Marks the record `interrupted` (Ctrl-C) or `failed` (with the error) if the block raises."""
+        try:
+            yield
+        except BaseException as err:
+            self.finish("interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
+                        f"{type(err).__name__}: {err}")
+            raise
+
+
+class RunRecord(Record):
+    """A run directory; the host loop calls it between compiled chunks."""
+
+    def __init__(self, path: Path, config: dict[str, Any], algo: str):
+        self.metrics_rows: list[dict] = []
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        self.write_yaml("config.yaml", {"algo": algo, **config})
+        super().__init__(path)
+
     def add_metrics(self, rows: list[dict]) -> None:
         self.metrics_rows.extend(rows)
         write_csv(self.path / "metrics.csv", self.metrics_rows)
 
     def write_summary(self, summary: dict) -> None:
-        atomic_write(self.path / "summary.json", json.dumps(summary, indent=2))
+        self.write_json("summary.json", summary)
+
+
+def failures(record: Record | None):
+    """`record.failures()`, or nothing when no record is written."""
+    return record.failures() if record is not None else nullcontext()
 
 
 def read_metrics(path: Path) -> list[dict]:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import time
 import warnings
@@ -336,7 +335,7 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progr
     curves: dict[str, np.ndarray] = {}
     timing = {"compile_s": 0.0, "run_s": 0.0, "compiles": 0, "steps_done": 0}
     best = {"value": -math.inf}
-    try:
+    with records.failures(rec), bar:
         for g, (indices, program) in enumerate(zip(groups, programs)):
             members = [(p, s) for p in indices for s in range(spec.seeds)]
             block = min(spec.max_parallel or default_block_size(), len(members))
@@ -392,13 +391,6 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progr
             curves[f"group{g}_returns"] = np.concatenate(group_curves)
             if rec:
                 rec.write_curves(curves)
-        bar.close()
-    except BaseException as err:
-        bar.close()
-        if rec:
-            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-            rec.finish(status, f"{type(err).__name__}: {err}")
-        raise
 
     runs.sort(key=lambda r: r["run"])
     ranking = rank_points(spec, points, runs)
@@ -418,7 +410,7 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progr
         plot_hparams(sweep_dir / "hparams.png", spec, points, runs)
         plot_top_curves(sweep_dir / "top_curves.png", spec, points, ranking, curves)
         summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
-        rec.write_summary(summary)
+        rec.write_json("summary.json", summary)
         rec.finish("finished")
     return SweepResult(sweep_dir, runs, ranking, best_config, summary)
 
@@ -478,24 +470,16 @@ def format_ranking(spec: SweepSpec, ranking: list[dict], top: int = 10, bottom: 
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
 
 
-class SweepRecord:
-    """The sweep directory: spec.yaml, metadata.json, runs.csv, curves.npz, ranking.csv, best.yaml,
-    summary.json, hparams.png, top_curves.png (all written atomically)."""
+class SweepRecord(records.Record):
+    """The sweep directory: spec.yaml, points.yaml, metadata.json, runs.csv, curves.npz, ranking.csv,
+    best.yaml, summary.json, hparams.png, top_curves.png (all written atomically)."""
 
     def __init__(self, path: Path, spec: SweepSpec, points: list[dict]):
         self.path = Path(path)
-        records.atomic_write(self.path / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
-        records.atomic_write(self.path / "points.yaml", yaml.safe_dump(
-            [{k: list(v) if isinstance(v, tuple) else v for k, v in p.items()} for p in points], sort_keys=False))
-        self.meta = records.base_metadata()
-        self.write_metadata()
-
-    def write_metadata(self, **updates) -> None:
-        self.meta.update(updates)
-        records.atomic_write(self.path / "metadata.json", json.dumps(self.meta, indent=2))
-
-    def finish(self, status: str, error: str | None = None) -> None:
-        self.write_metadata(status=status, error=error, end_time=records.now())
+        self.write_yaml("spec.yaml", spec.raw)
+        self.write_yaml("points.yaml", [{k: list(v) if isinstance(v, tuple) else v for k, v in p.items()}
+                                        for p in points])
+        super().__init__(path)
 
     def write_runs(self, rows: list[dict]) -> None:
         records.write_csv(self.path / "runs.csv", rows)
@@ -513,9 +497,6 @@ class SweepRecord:
                   f"# retrain: jaxrl train --config best.yaml\n")
         body = yaml.safe_dump({"algo": spec.algo, **to_dict(config)}, sort_keys=False)
         records.atomic_write(self.path / "best.yaml", header + body)
-
-    def write_summary(self, summary: dict) -> None:
-        records.atomic_write(self.path / "summary.json", json.dumps(summary, indent=2))
 
 
 def _numeric(values) -> bool:
