@@ -438,15 +438,16 @@ def rank_points(spec: SweepSpec, points: list[dict], runs: list[dict]) -> list[d
         by_point.setdefault(r["point"], []).append(r)
     rows = []
     for p, rs in by_point.items():
-        values = np.array([r[spec.metric] if r[spec.metric] != "" else np.nan for r in rs], np.float64)
-        finals = np.array([r["final_return"] if r["final_return"] != "" else np.nan for r in rs], np.float64)
-        diverged = sum(r["status"] == "diverged" for r in rs)
+        column = lambda name: np.array([r[name] if r[name] != "" else np.nan for r in rs], np.float64)
+        values = column(spec.metric)
         low, high = bootstrap_ci(values)
-        mean, final_mean = float(_nanmean(values)), float(_nanmean(finals))
         rows.append({"point": p, **{k: _csv_value(v) for k, v in points[p].items()},
-                     "score": _round(mean), "ci_low": _round(low), "ci_high": _round(high),
-                     "final_return": _round(final_mean), "seeds": len(rs), "diverged": diverged})
-    rows.sort(key=lambda r: (r["diverged"] > 0, r["score"] == "", -(r["score"] if r["score"] != "" else 0)))
+                     "score": _round(_nanmean(values)), "ci_low": _round(low), "ci_high": _round(high),
+                     "final_return": _round(_nanmean(column("final_return"))), "auc": _round(_nanmean(column("auc"))),
+                     "seeds": len(rs), "diverged": sum(r["status"] == "diverged" for r in rs)})
+    number = lambda x: x if x != "" else -math.inf
+    # Points with a diverged run last; ties of the metric (CartPole's cap of 500) broken by the faster learner.
+    rows.sort(key=lambda r: (r["diverged"] > 0, -number(r["score"]), -number(r["auc"])))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
     return rows
