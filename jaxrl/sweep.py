@@ -338,7 +338,8 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progr
     with records.failures(rec), bar:
         for g, (indices, program) in enumerate(zip(groups, programs)):
             members = [(p, s) for p in indices for s in range(spec.seeds)]
-            block = min(spec.max_parallel or default_block_size(), len(members))
+            num_blocks = -(-len(members) // (spec.max_parallel or default_block_size()))
+            block = -(-len(members) // num_blocks)  # balanced blocks: the least padding
             compiled = None
             group_rows, group_curves = [], []
             for start in range(0, len(members), block):
