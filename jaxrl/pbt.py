@@ -93,7 +93,7 @@ def parse_spec(data: dict, where: str = "pbt spec") -> PBTSpec:
 def load_spec(path: str | Path) -> PBTSpec:
     from jaxrl.config import load_yaml
 
-    return parse_spec(load_yaml(path), f"pbt spec {str(path)!r}")
+    return parse_spec(load_yaml(path, "pbt spec"), f"pbt spec {str(path)!r}")
 
 
 def field_bounds(config_cls, names: list[str]) -> tuple[np.ndarray, np.ndarray]:

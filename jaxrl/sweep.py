@@ -226,7 +226,7 @@ def _points_from_budget(data, module, base, space, seeds, where) -> int:
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    return parse_spec(load_yaml(path), f"sweep spec {str(path)!r}")
+    return parse_spec(load_yaml(path, "sweep spec"), f"sweep spec {str(path)!r}")
 
 
 def sample_points(spec: SweepSpec) -> list[dict]:
