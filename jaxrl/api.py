@@ -3,10 +3,15 @@ run record, evaluate a run directory."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import shutil
+import signal
 import sys
 import time
 from dataclasses import dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -128,23 +133,45 @@ def metric_rows(report, num_seeds: int, first_seed: int, steps_per_update: int, 
 
 
 def train(config, out: str | None = None, progress: bool = True, record: bool = True,
-          eval_episodes: int = 10) -> TrainResult:
-    """Train `config` (all seeds in one program); with `record`, write a run directory."""
+          eval_episodes: int = 10, checkpoint_every: int = 0, keep_checkpoints: int = 3) -> TrainResult:
+    """Train `config` (all seeds in one program); with `record`, write a run directory with a
+    checkpoint of the whole loop state every `checkpoint_every` updates (0: about 10 per run)."""
+    if checkpoint_every < 0:
+        raise JaxrlError(f"checkpoint_every={checkpoint_every}: must be >= 0")
+    if keep_checkpoints < 1:
+        raise JaxrlError(f"keep_checkpoints={keep_checkpoints}: must be >= 1")
+    wall_start = time.perf_counter()
+    algo = config_algo(config)
+    program = algos.get(algo).make_program(config)  # builds the env, checks it fits the algorithm
+    run_dir = records.new_run_dir(out, algo, config.env) if record else None
+    rec = records.RunRecord(run_dir, to_dict(config), algo, checkpoint_every=checkpoint_every,
+                            keep_checkpoints=keep_checkpoints) if record else None
+    return _execute(config, program, rec, progress, eval_episodes, checkpoint_every, keep_checkpoints, None,
+                    wall_start)
+
+
+def _execute(config, program, rec, progress: bool, eval_episodes: int, checkpoint_every: int,
+             keep_checkpoints: int, start, wall_start: float) -> TrainResult:
+    """The host side of a run (fresh or resumed): progress, metrics, checkpoints, preemption, summary."""
     import jax
     import jax.numpy as jnp
 
+    from jaxrl import loop
     from jaxrl.config import hparams
+    from jaxrl.errors import Preempted
+    from jaxrl.preemption import PreemptionGuard
 
-    wall_start = time.perf_counter()
     algo = config_algo(config)
     module = algos.get(algo)
-    program = module.make_program(config)  # builds the env, checks it fits the algorithm
-    run_dir = records.new_run_dir(out, algo, config.env) if record else None
-    rec = records.RunRecord(run_dir, to_dict(config), algo) if record else None
     seeds = np.arange(config.seed, config.seed + config.num_seeds)
     keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+    first = start.done if start else 0
     bar = Progress(program.num_updates * program.steps_per_update, progress)
-    last = {"t": 0.0, "steps": 0}
+    every = checkpoint_every or max(1, program.num_updates // 10)
+    ckpt = checkpoint.Checkpointer(rec.path / "checkpoints", keep_checkpoints) if rec else None
+    info = {"jaxrl_version": version("jaxrl"), "algo": algo, "config": to_dict(config)}
+    guard = PreemptionGuard()
+    last = {"t": 0.0, "steps": first * program.steps_per_update, "saved": first}
 
     def on_chunk(report):
         dt = report.run_seconds - last["t"]
@@ -152,15 +179,34 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
         last.update(t=report.run_seconds, steps=report.env_steps)
         if rec:
             rec.add_metrics(metric_rows(report, config.num_seeds, config.seed, program.steps_per_update, sps))
-        count = report.metrics["episodes"].sum()
-        ret = report.metrics["episode_return_sum"].sum() / count if count else float("nan")
+        count = np.nan_to_num(report.metrics["episodes"]).sum()
+        ret = np.nan_to_num(report.metrics["episode_return_sum"]).sum() / count if count else float("nan")
         bar.chunk(report.env_steps, sps, ret)
+        due = report.done // every > last["saved"] // every or report.done == program.num_updates
+        if ckpt and (due or guard.requested):
+            run = {"state": report.state, "diverged_at": report.diverged_at,
+                   "metrics": {k: np.concatenate([h[k] for h in report.history], axis=1) for k in report.metrics}}
+            ckpt.save(report.done, jax.device_get(run), jax.device_get(module.policy_state(report.state)), info)
+            last["saved"] = report.done
+        if guard.requested and report.done < program.num_updates:
+            if ckpt:
+                ckpt.close()
+            name = signal.Signals(guard.signum).name
+            where = f"checkpoint written; resume with: jaxrl resume {rec.path}" if rec else "no run directory"
+            raise Preempted(f"stopped by {name} after update {report.done} of {program.num_updates}; {where}",
+                            guard.signum)
 
-    from jaxrl import loop
-
-    with records.failures(rec), bar:
-        bar.compiling(f"{algo} on {config.env}, {config.num_seeds} seed(s)")
-        state, metrics, diverged_at, timings = loop.run(program, keys, hparams(config), bar.compiled, on_chunk)
+    with records.failures(rec), bar, guard:
+        try:
+            if start is None:
+                bar.compiling(f"{algo} on {config.env}, {config.num_seeds} seed(s)")
+            else:
+                bar.compiling(f"{algo} on {config.env}, resuming after update {start.done}")
+            state, metrics, diverged_at, timings = loop.run(program, keys, hparams(config), bar.compiled, on_chunk,
+                                                            start=start)
+        finally:
+            if ckpt:
+                ckpt.close()  # waits for the last write
         bar.close()
         final = records.final_returns(metrics)
         summary = {
@@ -175,19 +221,89 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
             "diverged": {int(seed): int(at) for seed, at in zip(seeds, diverged_at) if at >= 0},
             "compile_s": round(timings["compile_s"], 3),
             "run_s": round(timings["run_s"], 3),
-            "steps_per_second": round(program.num_updates * program.steps_per_update * config.num_seeds
+            "steps_per_second": round((program.num_updates - first) * program.steps_per_update * config.num_seeds
                                       / timings["run_s"]),
         }
+        if start is not None:
+            summary["resumed_from_update"] = start.done
         policy = module.policy_state(state)
         if eval_episodes:
             summary["eval"] = evaluate_state(config, policy, eval_episodes, seed=config.seed)
         if rec:
-            checkpoint.save(run_dir / "checkpoints", program.num_updates, state, policy)
-            records.plot_curves(run_dir, metrics, program.steps_per_update, f"{algo} on {config.env}")
+            records.plot_curves(rec.path, metrics, program.steps_per_update, f"{algo} on {config.env}")
             summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
             rec.write_summary(summary)
             rec.finish("finished")
-        return TrainResult(run_dir, summary, state, metrics)
+        return TrainResult(rec.path if rec else None, summary, state, metrics)
+
+
+def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: dict[str, Any] | None = None,
+           progress: bool = True, eval_episodes: int = 10) -> TrainResult:
+    """`jaxrl resume`: continue a stopped or killed run from its latest (or a chosen) checkpoint.
+
+    On the same machine and device count the result is bitwise the run that was never stopped.
+    `overrides` may change dynamic hyperparameters only (they do not change shapes).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrl import loop
+    from jaxrl.config import fields_of, hparams
+
+    wall_start = time.perf_counter()
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    meta_path = run_dir / "metadata.json"
+    if not meta_path.is_file():
+        raise JaxrlError(f"{str(run_dir)!r} is not a run directory: it has no metadata.json")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("status") == "finished":
+        raise JaxrlError(f"run {str(run_dir)!r} has finished; nothing to resume")
+    ckpt_dir = run_dir / "checkpoints"
+    step, info = checkpoint.restore_info(ckpt_dir, from_checkpoint)
+    if info.get("format") != checkpoint.FORMAT:
+        raise JaxrlError(f"checkpoint {step} of {str(run_dir)!r} was written by jaxrl {info.get('jaxrl_version')} "
+                         f"(checkpoint format {info.get('format')}); this jaxrl {version('jaxrl')} reads format "
+                         f"{checkpoint.FORMAT}")
+    module = algos.get(config_algo(config))
+    dynamic = {f.name for f in fields_of(type(config), "dynamic")}
+    current = to_dict(config)
+    changed = [k for k in current if k not in dynamic and info["config"].get(k) != current[k]]
+    if changed:
+        raise JaxrlError("config.yaml differs from the config checkpoint {} was written with: {}".format(
+            step, ", ".join(f"{k}: {info['config'].get(k)!r} -> {current[k]!r}" for k in changed)))
+    overrides = dict(overrides or {})
+    check_keys(type(config), overrides, "resume overrides")
+    fixed = [k for k in overrides if k not in dynamic]
+    if fixed:
+        raise JaxrlError(f"{', '.join(fixed)} cannot change on resume (only dynamic hyperparameters can: "
+                         f"{', '.join(sorted(dynamic))})")
+    config = dataclasses.replace(config, **overrides)  # validated again
+    program = module.make_program(config)
+    seeds = np.arange(config.seed, config.seed + config.num_seeds)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+    state_shape, metric_shapes = loop.state_shapes(program, keys, hparams(config))
+    zeros = lambda shape, dtype: np.zeros(shape, dtype)
+    target = {"state": jax.tree.map(lambda x: zeros(x.shape, x.dtype), state_shape),
+              "diverged_at": zeros(len(seeds), np.int32),
+              "metrics": {k: zeros((len(seeds), step), m.dtype) for k, m in metric_shapes.items()}}
+    restored = checkpoint.restore_run(ckpt_dir, step, target)
+    state = jax.tree.map(jnp.asarray, restored["state"])
+    if overrides:
+        state = state.replace(hparams={**state.hparams, **{k: jnp.full(len(seeds), float(v), jnp.float32)
+                                                           for k, v in overrides.items()}})
+    later = [s for s in checkpoint.steps(ckpt_dir) if s > step]
+    if later:  # kept, not deleted: moved aside so the resumed run can write its own
+        aside = run_dir / "checkpoints-superseded"
+        aside.mkdir(exist_ok=True)
+        for s in later:
+            shutil.move(str(ckpt_dir / str(s)), str(aside / str(s)))
+    rec = records.RunRecord.reopen(run_dir, step)
+    if overrides:
+        rec.write_yaml("config.yaml", {"algo": config_algo(config), **to_dict(config)})
+    start = loop.Start(state, restored["diverged_at"], step, restored["metrics"])
+    return _execute(config, program, rec, progress, eval_episodes, meta.get("checkpoint_every", 0),
+                    meta.get("keep_checkpoints", 3), start, wall_start)
 
 
 def _num(x) -> float | None:
@@ -244,4 +360,4 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0, step: int |
     return {"run_dir": str(run_dir), "checkpoint": step, "env": config.env, **result}
 
 
-__all__ = ["resolve_config", "train", "evaluate", "TrainResult"]
+__all__ = ["resolve_config", "train", "resume", "evaluate", "TrainResult"]

@@ -1,4 +1,4 @@
-"""The `jaxrl` command: train, eval, sweep, pbt, envs, algos."""
+"""The `jaxrl` command: train, resume, eval, sweep, pbt, envs, algos."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from jaxrl.errors import JaxrlError
+from jaxrl.errors import JaxrlError, Preempted
 
 DEFAULT_ALGO = "ppo"
 
@@ -31,9 +31,24 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run directory to create (default runs/<algo>-<env>-<time>)")
     train.add_argument("--eval-episodes", type=int, default=10,
                        help="deterministic evaluation episodes per seed after training (0 = none)")
+    train.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                       help="updates between checkpoints of the whole run state (default 0: about 10 per run)")
+    train.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="latest checkpoints kept")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-compile-cache", action="store_true",
                        help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
+
+    res = sub.add_parser("resume", help="continue a stopped, preempted or killed run",
+                         description="Continue a run from its latest checkpoint (or --from-checkpoint N), in the "
+                                     "same directory. On the same machine and device count the result is bitwise "
+                                     "that of the run never stopped. SIGTERM/SIGINT stop a run after the current "
+                                     "chunk with a checkpoint; a second signal aborts at once.")
+    res.add_argument("run_dir", help="run directory written by `jaxrl train`")
+    res.add_argument("--from-checkpoint", type=int, metavar="N", help="resume from checkpoint N (default: latest)")
+    res.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="change a dynamic hyperparameter from here on (e.g. --set lr=1e-4)")
+    res.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes per seed")
+    res.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     ev = sub.add_parser("eval", help="evaluate a trained run's deterministic policy",
                         description="Restore a run's checkpoint and report the deterministic policy's return.")
@@ -95,9 +110,30 @@ def cmd_train(args) -> int:
     algo = args.algo or _config_file_algo(args.config) or DEFAULT_ALGO
     config = api.resolve_config(algo, args.config, overrides)
     _prepare_runtime(use_cache=not args.no_compile_cache)
-    result = api.train(config, out=args.out, progress=not args.no_progress, eval_episodes=args.eval_episodes)
+    result = api.train(config, out=args.out, progress=not args.no_progress, eval_episodes=args.eval_episodes,
+                       checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
+    print_summary(result)
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from jaxrl import api
+    from jaxrl.config import ConfigError, parse_overrides
+
+    if args.eval_episodes < 0:
+        raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
+    overrides = parse_overrides(args.sets)
+    _prepare_runtime()
+    result = api.resume(args.run_dir, args.from_checkpoint, overrides, progress=not args.no_progress,
+                        eval_episodes=args.eval_episodes)
+    print_summary(result)
+    return 0
+
+
+def print_summary(result) -> None:
     s = result.summary
-    print(f"{s['algo']} on {s['env']}: {s['env_steps_per_seed']:,} env steps x {len(s['seeds'])} seed(s)")
+    resumed = f" (resumed after update {s['resumed_from_update']})" if "resumed_from_update" in s else ""
+    print(f"{s['algo']} on {s['env']}: {s['env_steps_per_seed']:,} env steps x {len(s['seeds'])} seed(s){resumed}")
     print(f"  final return {s['final_return_mean']} ± {s['final_return_std']} (training episodes)")
     if "eval" in s:
         e = s["eval"]
@@ -107,7 +143,6 @@ def cmd_train(args) -> int:
     print(f"  compile {s['compile_s']:.1f} s, run {s['run_s']:.1f} s, {s['steps_per_second']:,} steps/s, "
           f"wall {s['wall_s']:.1f} s")
     print(f"run directory: {result.run_dir}")
-    return 0
 
 
 def _config_file_algo(path: str | None) -> str | None:
@@ -198,7 +233,7 @@ def cmd_algos(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "sweep": cmd_sweep, "pbt": cmd_pbt, "envs": cmd_envs,
+COMMANDS = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "sweep": cmd_sweep, "pbt": cmd_pbt, "envs": cmd_envs,
             "algos": cmd_algos}
 
 
@@ -210,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
+    except Preempted as err:
+        print(f"jaxrl {args.command}: {err}", file=sys.stderr)
+        return 128 + err.signum
     except JaxrlError as err:
         if args.debug:
             raise

@@ -90,6 +90,22 @@ class ChunkReport:
     run_seconds: float  # wall time of the compiled chunks so far
     state: Any  # runner state after the chunk (batched over runs)
     diverged_at: np.ndarray  # [num_runs] update at which each run diverged, -1 if it did not
+    history: list  # metrics of every chunk so far, this one included (for checkpoints)
+
+    @property
+    def done(self) -> int:
+        """Updates done after this chunk."""
+        return self.first_update + self.num_updates
+
+
+@dataclass
+class Start:
+    """Where a resumed run continues: the loop state after `done` updates."""
+
+    state: Any  # runner state, batched over runs
+    diverged_at: np.ndarray  # [num_runs]
+    done: int
+    metrics: dict[str, np.ndarray]  # name -> [num_runs, done]
 
 
 # XLA's backend optimisation level 1 instead of 2: measured on PPO/CartPole on a
@@ -118,14 +134,28 @@ def broadcast_hparams(hparams: dict, num_runs: int) -> dict[str, np.ndarray]:
     return out
 
 
+def batched_init(program: Program) -> Callable:
+    """`init(keys [R], hparams {name: [R]}) -> state` batched over runs.
+
+    Init is cheap; mapping it run by run (not vmapping) makes every run's initial state
+    bitwise independent of how many runs share the program (batched matmuls may sum
+    in another order), so a sweep lane starts exactly where a single run does.
+    """
+    return jax.jit(lambda k, hp: jax.lax.map(lambda args: program.init(*args), (k, hp)))
+
+
+def state_shapes(program: Program, keys: jax.Array, hparams: dict):
+    """Shapes and dtypes of the batched runner state and of one update's metrics."""
+    state = jax.eval_shape(batched_init(program), keys, broadcast_hparams(hparams, keys.shape[0]))
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
+    return state, jax.eval_shape(program.update, one)[1]
+
+
 def compile_program(program: Program, keys: jax.Array, hparams: dict) -> Compiled:
     """AOT-compile the init and chunk, vmapped over runs (keys and hyperparameters)."""
     start = time.perf_counter()
     hparams = broadcast_hparams(hparams, keys.shape[0])
-    # Init is cheap; mapping it run by run (not vmapping) makes every run's initial state
-    # bitwise independent of how many runs share the program (batched matmuls may sum
-    # in another order), so a sweep lane starts exactly where a single run does.
-    vinit = jax.jit(lambda k, hp: jax.lax.map(lambda args: program.init(*args), (k, hp)))
+    vinit = batched_init(program)
     init = vinit.lower(keys, hparams).compile(COMPILER_OPTIONS)
     state_shape = jax.eval_shape(vinit, keys, hparams)
     diverged_shape = jax.ShapeDtypeStruct((keys.shape[0],), jnp.int32)
@@ -142,22 +172,29 @@ def run(
     on_chunk: Callable[[ChunkReport], None] | None = None,
     compiled: Compiled | None = None,
     between_chunks: Callable | None = None,
+    start: Start | None = None,
 ):
     """Run `program` once per key in `keys` [num_runs, 2]; returns (state, metrics, diverged_at, timings).
 
     `hparams` maps each dynamic hyperparameter to a scalar (all runs) or one value
     per run. `compiled` reuses an earlier compilation for the same number of runs.
     `between_chunks(state, diverged_at, metrics, chunk_index) -> (state, diverged_at)`
-    runs on the device after each chunk (population-based training).
+    runs on the device after each chunk (population-based training). `start`
+    continues a run from a checkpoint instead of initialising it.
     """
     if compiled is None:
         compiled = compile_program(program, keys, hparams)
         if on_compiled:
             on_compiled(compiled.seconds)
-    start = time.perf_counter()
-    state = jax.block_until_ready(compiled.init(keys, broadcast_hparams(hparams, keys.shape[0])))
-    diverged_at = jnp.full(keys.shape[0], -1, jnp.int32)
-    done, history, index = 0, [], 0
+    clock = time.perf_counter()
+    if start is None:
+        state = jax.block_until_ready(compiled.init(keys, broadcast_hparams(hparams, keys.shape[0])))
+        diverged_at = jnp.full(keys.shape[0], -1, jnp.int32)
+        done, history = 0, []
+    else:
+        state, diverged_at, done = start.state, jnp.asarray(start.diverged_at, jnp.int32), start.done
+        history = [start.metrics] if done else []
+    index = 0
     while done < program.num_updates:
         n = min(program.updates_per_chunk, program.num_updates - done)
         (state, diverged_at), metrics = compiled.chunk(state, diverged_at, jnp.int32(done), jnp.int32(n))
@@ -165,13 +202,13 @@ def run(
             state, diverged_at = between_chunks(state, diverged_at, metrics, index)
         metrics = {k: np.asarray(v)[:, :n] for k, v in metrics.items()}  # syncs with the device
         history.append(metrics)
-        report = ChunkReport(done, n, metrics, (done + n) * program.steps_per_update, time.perf_counter() - start,
-                             state, np.asarray(diverged_at))
+        report = ChunkReport(done, n, metrics, (done + n) * program.steps_per_update, time.perf_counter() - clock,
+                             state, np.asarray(diverged_at), history)
         done += n
         index += 1
         if on_chunk:
             on_chunk(report)
-    run_s = time.perf_counter() - start
+    run_s = time.perf_counter() - clock
     metrics = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[0]}
     return state, metrics, np.asarray(diverged_at), {"compile_s": compiled.seconds, "run_s": run_s}
 

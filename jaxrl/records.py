@@ -126,8 +126,13 @@ class Record:
     @contextmanager
     def failures(self):
         """Marks the record `interrupted` (Ctrl-C) or `failed` (with the error) if the block raises."""
+        from jaxrl.errors import Preempted
+
         try:
             yield
+        except Preempted as err:
+            self.finish("preempted", str(err))
+            raise
         except BaseException as err:
             self.finish("interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
                         f"{type(err).__name__}: {err}")
@@ -137,12 +142,26 @@ class Record:
 class RunRecord(Record):
     """A run directory; the host loop calls it between compiled chunks."""
 
-    def __init__(self, path: Path, config: dict[str, Any], algo: str):
+    def __init__(self, path: Path, config: dict[str, Any], algo: str, **metadata):
         self.metrics_rows: list[dict] = []
         Path(path).mkdir(parents=True, exist_ok=True)
         self.path = Path(path)
         self.write_yaml("config.yaml", {"algo": algo, **config})
         super().__init__(path)
+        self.write_metadata(**metadata)
+
+    @classmethod
+    def reopen(cls, path: Path, done: int) -> RunRecord:
+        """Continue a run directory from update `done`: metrics rows after it are dropped (they
+        are computed again), metadata keeps its history and notes the resume."""
+        rec = cls.__new__(cls)
+        rec.path = Path(path)
+        rec.meta = json.loads((rec.path / "metadata.json").read_text())
+        rows = read_metrics(rec.path / "metrics.csv") if (rec.path / "metrics.csv").is_file() else []
+        rec.metrics_rows = [_typed(r) for r in rows if int(r["update"]) <= done]
+        resumes = rec.meta.get("resumes", []) + [{"from_update": done, "time": now(), "command": sys.argv}]
+        rec.write_metadata(status="running", error=None, end_time=None, resumes=resumes)
+        return rec
 
     def add_metrics(self, rows: list[dict]) -> None:
         self.metrics_rows.extend(rows)
@@ -160,6 +179,19 @@ def failures(record: Record | None):
 def read_metrics(path: Path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def _typed(row: dict) -> dict:
+    """A metrics.csv row read back: numbers as numbers, so rewriting it gives the same text."""
+    out = {}
+    for k, v in row.items():
+        if v == "":
+            out[k] = v
+        elif k in ("seed", "update", "env_steps", "episodes", "steps_per_second"):
+            out[k] = int(v)
+        else:
+            out[k] = float(v)
+    return out
 
 
 def plot_curves(run_dir: Path, metrics: dict[str, np.ndarray], steps_per_update: int, title: str) -> Path:
