@@ -150,11 +150,19 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
                     wall_start)
 
 
+def run_keys(config):
+    """Seeds of a run and their keys: seed i of a run uses PRNGKey(seed + i)."""
+    import jax
+    import jax.numpy as jnp
+
+    seeds = np.arange(config.seed, config.seed + config.num_seeds)
+    return seeds, jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+
+
 def _execute(config, program, rec, progress: bool, eval_episodes: int, checkpoint_every: int,
              keep_checkpoints: int, start, wall_start: float) -> TrainResult:
     """The host side of a run (fresh or resumed): progress, metrics, checkpoints, preemption, summary."""
     import jax
-    import jax.numpy as jnp
 
     from jaxrl import loop
     from jaxrl.config import hparams
@@ -163,8 +171,7 @@ def _execute(config, program, rec, progress: bool, eval_episodes: int, checkpoin
 
     algo = config_algo(config)
     module = algos.get(algo)
-    seeds = np.arange(config.seed, config.seed + config.num_seeds)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+    seeds, keys = run_keys(config)
     first = start.done if start else 0
     bar = Progress(program.num_updates * program.steps_per_update, progress)
     every = checkpoint_every or max(1, program.num_updates // 10)
@@ -188,9 +195,7 @@ def _execute(config, program, rec, progress: bool, eval_episodes: int, checkpoin
                    "metrics": {k: np.concatenate([h[k] for h in report.history], axis=1) for k in report.metrics}}
             ckpt.save(report.done, jax.device_get(run), jax.device_get(module.policy_state(report.state)), info)
             last["saved"] = report.done
-        if guard.requested and report.done < program.num_updates:
-            if ckpt:
-                ckpt.close()
+        if guard.requested and report.done < program.num_updates:  # the `finally` below waits for the write
             name = signal.Signals(guard.signum).name
             where = f"checkpoint written; resume with: jaxrl resume {rec.path}" if rec else "no run directory"
             raise Preempted(f"stopped by {name} after update {report.done} of {program.num_updates}; {where}",
@@ -280,13 +285,11 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
                          f"{', '.join(sorted(dynamic))})")
     config = dataclasses.replace(config, **overrides)  # validated again
     program = module.make_program(config)
-    seeds = np.arange(config.seed, config.seed + config.num_seeds)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
+    seeds, keys = run_keys(config)
     state_shape, metric_shapes = loop.state_shapes(program, keys, hparams(config))
-    zeros = lambda shape, dtype: np.zeros(shape, dtype)
-    target = {"state": jax.tree.map(lambda x: zeros(x.shape, x.dtype), state_shape),
-              "diverged_at": zeros(len(seeds), np.int32),
-              "metrics": {k: zeros((len(seeds), step), m.dtype) for k, m in metric_shapes.items()}}
+    target = {"state": jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), state_shape),
+              "diverged_at": np.zeros(len(seeds), np.int32),
+              "metrics": {k: np.zeros((len(seeds), step), m.dtype) for k, m in metric_shapes.items()}}
     restored = checkpoint.restore_run(ckpt_dir, step, target)
     state = jax.tree.map(jnp.asarray, restored["state"])
     if overrides:

@@ -105,9 +105,9 @@ def base_metadata() -> dict[str, Any]:
 class Record:
     """A record directory's metadata.json (status `running` until `finish`) and its JSON files."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, **metadata):
         self.path = Path(path)
-        self.meta = base_metadata()
+        self.meta = base_metadata() | metadata
         self.write_metadata()
 
     def write_metadata(self, **updates) -> None:
@@ -144,11 +144,9 @@ class RunRecord(Record):
 
     def __init__(self, path: Path, config: dict[str, Any], algo: str, **metadata):
         self.metrics_rows: list[dict] = []
-        Path(path).mkdir(parents=True, exist_ok=True)
         self.path = Path(path)
         self.write_yaml("config.yaml", {"algo": algo, **config})
-        super().__init__(path)
-        self.write_metadata(**metadata)
+        super().__init__(path, **metadata)
 
     @classmethod
     def reopen(cls, path: Path, done: int) -> RunRecord:

@@ -429,7 +429,7 @@ def _round(x) -> float | str:
 
 
 def _csv_value(v):
-    return "[" + ",".join(map(str, v)) + "]" if isinstance(v, tuple) else v
+    return _fmt(v) if isinstance(v, tuple) else v
 
 
 def rank_points(spec: SweepSpec, points: list[dict], runs: list[dict]) -> list[dict]:
