@@ -99,6 +99,10 @@ class Vectorize(Wrapper):
         keys = jax.random.split(key, self.num_envs)
         return jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
 
+    def per_env_leaves(self, state):
+        """Which leaves of the state have a leading env axis (all of them here): for data parallelism."""
+        return jax.tree.map(lambda _: True, state)
+
 
 @struct.dataclass
 class NormalizedState:
@@ -129,6 +133,10 @@ class NormalizeObservation(Wrapper):
         stats = update_stats(state.obs_stats, obs) if self.update_stats else state.obs_stats
         info = {**info, "final_obs": normalize(stats, info["final_obs"])} if "final_obs" in info else info
         return normalize(stats, obs), NormalizedState(env_state, stats), reward, terminated, truncated, info
+
+    def per_env_leaves(self, state):
+        return NormalizedState(self.env.per_env_leaves(state.env_state),
+                               jax.tree.map(lambda _: False, state.obs_stats))
 
 
 def make_vec_env(env: Environment, num_envs: int, normalize_obs: bool = False, update_stats: bool = True) -> Environment:

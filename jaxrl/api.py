@@ -133,9 +133,13 @@ def metric_rows(report, num_seeds: int, first_seed: int, steps_per_update: int, 
 
 
 def train(config, out: str | None = None, progress: bool = True, record: bool = True,
-          eval_episodes: int = 10, checkpoint_every: int = 0, keep_checkpoints: int = 3) -> TrainResult:
+          eval_episodes: int = 10, checkpoint_every: int = 0, keep_checkpoints: int = 3,
+          devices: int | None = None) -> TrainResult:
     """Train `config` (all seeds in one program); with `record`, write a run directory with a
-    checkpoint of the whole loop state every `checkpoint_every` updates (0: about 10 per run)."""
+    checkpoint of the whole loop state every `checkpoint_every` updates (0: about 10 per run).
+    `devices`: how many devices share the work (None: all; see jaxrl.devices)."""
+    from jaxrl import devices as devices_
+
     if checkpoint_every < 0:
         raise JaxrlError(f"checkpoint_every={checkpoint_every}: must be >= 0")
     if keep_checkpoints < 1:
@@ -143,11 +147,15 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
     wall_start = time.perf_counter()
     algo = config_algo(config)
     program = algos.get(algo).make_program(config)  # builds the env, checks it fits the algorithm
-    run_dir = records.new_run_dir(out, algo, config.env) if record else None
+    layout = devices_.plan(devices, config.num_seeds, program.env_shards)
+    run_dir = None
+    if record:
+        run_dir = devices_.share_path(records.new_run_dir(out, algo, config.env) if devices_.is_main() else None)
     rec = records.RunRecord(run_dir, to_dict(config), algo, checkpoint_every=checkpoint_every,
-                            keep_checkpoints=keep_checkpoints) if record else None
-    return _execute(config, program, rec, progress, eval_episodes, checkpoint_every, keep_checkpoints, None,
-                    wall_start)
+                            keep_checkpoints=keep_checkpoints, **layout.describe()) \
+        if record and devices_.is_main() else None
+    return _execute(config, program, layout, run_dir, rec, progress, eval_episodes, checkpoint_every,
+                    keep_checkpoints, None, wall_start)
 
 
 def run_keys(config):
@@ -159,12 +167,13 @@ def run_keys(config):
     return seeds, jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds))
 
 
-def _execute(config, program, rec, progress: bool, eval_episodes: int, checkpoint_every: int,
+def _execute(config, program, layout, run_dir, rec, progress: bool, eval_episodes: int, checkpoint_every: int,
              keep_checkpoints: int, start, wall_start: float) -> TrainResult:
-    """The host side of a run (fresh or resumed): progress, metrics, checkpoints, preemption, summary."""
-    import jax
+    """The host side of a run (fresh or resumed): progress, metrics, checkpoints, preemption, summary.
 
-    from jaxrl import loop
+    Every process runs this; only the one holding `rec` (process 0) writes the record, all of
+    them take part in checkpoint writes."""
+    from jaxrl import devices, loop
     from jaxrl.config import hparams
     from jaxrl.errors import Preempted
     from jaxrl.preemption import PreemptionGuard
@@ -173,9 +182,9 @@ def _execute(config, program, rec, progress: bool, eval_episodes: int, checkpoin
     module = algos.get(algo)
     seeds, keys = run_keys(config)
     first = start.done if start else 0
-    bar = Progress(program.num_updates * program.steps_per_update, progress)
+    bar = Progress(program.num_updates * program.steps_per_update, progress and devices.is_main())
     every = checkpoint_every or max(1, program.num_updates // 10)
-    ckpt = checkpoint.Checkpointer(rec.path / "checkpoints", keep_checkpoints) if rec else None
+    ckpt = checkpoint.Checkpointer(run_dir / "checkpoints", keep_checkpoints) if run_dir else None
     info = {"jaxrl_version": version("jaxrl"), "algo": algo, "config": to_dict(config)}
     guard = PreemptionGuard()
     last = {"t": 0.0, "steps": first * program.steps_per_update, "saved": first}
@@ -193,11 +202,11 @@ def _execute(config, program, rec, progress: bool, eval_episodes: int, checkpoin
         if ckpt and (due or guard.requested):
             run = {"state": report.state, "diverged_at": report.diverged_at,
                    "metrics": {k: np.concatenate([h[k] for h in report.history], axis=1) for k in report.metrics}}
-            ckpt.save(report.done, jax.device_get(run), jax.device_get(module.policy_state(report.state)), info)
+            ckpt.save(report.done, layout.to_host(run), layout.to_host(module.policy_state(report.state)), info)
             last["saved"] = report.done
         if guard.requested and report.done < program.num_updates:  # the `finally` below waits for the write
             name = signal.Signals(guard.signum).name
-            where = f"checkpoint written; resume with: jaxrl resume {rec.path}" if rec else "no run directory"
+            where = f"checkpoint written; resume with: jaxrl resume {run_dir}" if run_dir else "no run directory"
             raise Preempted(f"stopped by {name} after update {report.done} of {program.num_updates}; {where}",
                             guard.signum)
 
@@ -208,7 +217,7 @@ def _execute(config, program, rec, progress: bool, eval_episodes: int, checkpoin
             else:
                 bar.compiling(f"{algo} on {config.env}, resuming after update {start.done}")
             state, metrics, diverged_at, timings = loop.run(program, keys, hparams(config), bar.compiled, on_chunk,
-                                                            start=start)
+                                                            start=start, layout=layout)
         finally:
             if ckpt:
                 ckpt.close()  # waits for the last write
@@ -231,7 +240,7 @@ def _execute(config, program, rec, progress: bool, eval_episodes: int, checkpoin
         }
         if start is not None:
             summary["resumed_from_update"] = start.done
-        policy = module.policy_state(state)
+        policy = layout.to_host(module.policy_state(state))
         if eval_episodes:
             summary["eval"] = evaluate_state(config, policy, eval_episodes, seed=config.seed)
         if rec:
@@ -239,21 +248,27 @@ def _execute(config, program, rec, progress: bool, eval_episodes: int, checkpoin
             summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
             rec.write_summary(summary)
             rec.finish("finished")
-        return TrainResult(rec.path if rec else None, summary, state, metrics)
+        return TrainResult(run_dir, summary, state, metrics)
 
 
 def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: dict[str, Any] | None = None,
-           progress: bool = True, eval_episodes: int = 10) -> TrainResult:
+           progress: bool = True, eval_episodes: int = 10, devices: int | None = None) -> TrainResult:
     """`jaxrl resume`: continue a stopped or killed run from its latest (or a chosen) checkpoint.
 
     On the same machine and device count the result is bitwise the run that was never stopped.
     `overrides` may change dynamic hyperparameters only (they do not change shapes).
+    A sweep directory resumes as a sweep (`sweep.resume_sweep`).
     """
     import jax
-    import jax.numpy as jnp
 
-    from jaxrl import loop
+    from jaxrl import devices as devices_
+    from jaxrl import loop, sweep
     from jaxrl.config import fields_of, hparams
+
+    if sweep.is_sweep_dir(run_dir):
+        if from_checkpoint is not None or overrides:
+            raise JaxrlError("--from-checkpoint and --set do not apply to a sweep (its finished groups are kept)")
+        return sweep.resume_sweep(run_dir, progress=progress, devices=devices)
 
     wall_start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -290,22 +305,27 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
     target = {"state": jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), state_shape),
               "diverged_at": np.zeros(len(seeds), np.int32),
               "metrics": {k: np.zeros((len(seeds), step), m.dtype) for k, m in metric_shapes.items()}}
+    layout = devices_.plan(devices, len(seeds), program.env_shards)
     restored = checkpoint.restore_run(ckpt_dir, step, target)
-    state = jax.tree.map(jnp.asarray, restored["state"])
+    state = restored["state"]
     if overrides:
-        state = state.replace(hparams={**state.hparams, **{k: jnp.full(len(seeds), float(v), jnp.float32)
+        state = state.replace(hparams={**state.hparams, **{k: np.full(len(seeds), float(v), np.float32)
                                                            for k, v in overrides.items()}})
-    later = [s for s in checkpoint.steps(ckpt_dir) if s > step]
-    if later:  # kept, not deleted: moved aside so the resumed run can write its own
-        aside = run_dir / "checkpoints-superseded"
-        aside.mkdir(exist_ok=True)
-        for s in later:
-            shutil.move(str(ckpt_dir / str(s)), str(aside / str(s)))
-    rec = records.RunRecord.reopen(run_dir, step)
-    if overrides:
-        rec.write_yaml("config.yaml", {"algo": config_algo(config), **to_dict(config)})
+    rec = None
+    if devices_.is_main():
+        later = [s for s in checkpoint.steps(ckpt_dir) if s > step]
+        if later:  # kept, not deleted: moved aside so the resumed run can write its own
+            aside = run_dir / "checkpoints-superseded"
+            aside.mkdir(exist_ok=True)
+            for s in later:
+                shutil.move(str(ckpt_dir / str(s)), str(aside / str(s)))
+        rec = records.RunRecord.reopen(run_dir, step)
+        rec.write_metadata(**layout.describe())
+        if overrides:
+            rec.write_yaml("config.yaml", {"algo": config_algo(config), **to_dict(config)})
+    devices_.barrier("resume")
     start = loop.Start(state, restored["diverged_at"], step, restored["metrics"])
-    return _execute(config, program, rec, progress, eval_episodes, meta.get("checkpoint_every", 0),
+    return _execute(config, program, layout, run_dir, rec, progress, eval_episodes, meta.get("checkpoint_every", 0),
                     meta.get("keep_checkpoints", 3), start, wall_start)
 
 

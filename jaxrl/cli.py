@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-compile-cache", action="store_true",
                        help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
+    _add_device_args(train)
 
     res = sub.add_parser("resume", help="continue a stopped, preempted or killed run",
                          description="Continue a run from its latest checkpoint (or --from-checkpoint N), in the "
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="change a dynamic hyperparameter from here on (e.g. --set lr=1e-4)")
     res.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes per seed")
     res.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_device_args(res)
 
     ev = sub.add_parser("eval", help="evaluate a trained run's deterministic policy",
                         description="Restore a run's checkpoint and report the deterministic policy's return.")
@@ -90,6 +92,19 @@ def _add_batch_args(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
+    _add_device_args(parser)
+
+
+def _add_device_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("devices and hosts", "runs split over devices (seeds/sweep points when "
+                                      "they divide, else each run's envs); several hosts join with "
+                                      "jax.distributed (see README, Multi-device and multi-host)")
+    group.add_argument("--devices", type=int, metavar="N", help="devices to use (default: all)")
+    group.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="address of process 0 for a multi-process run ('auto': detect SLURM/MPI; "
+                            "env JAXRL_COORDINATOR)")
+    group.add_argument("--num-processes", type=int, metavar="P", help="processes in the run (env JAXRL_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, metavar="I", help="this process, 0..P-1 (env JAXRL_PROCESS_ID)")
 
 
 def cmd_train(args) -> int:
@@ -109,9 +124,10 @@ def cmd_train(args) -> int:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     algo = args.algo or _config_file_algo(args.config) or DEFAULT_ALGO
     config = api.resolve_config(algo, args.config, overrides)
-    _prepare_runtime(use_cache=not args.no_compile_cache)
+    _prepare_runtime(args, use_cache=not args.no_compile_cache)
     result = api.train(config, out=args.out, progress=not args.no_progress, eval_episodes=args.eval_episodes,
-                       checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
+                       checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
+                       devices=args.devices)
     print_summary(result)
     return 0
 
@@ -123,14 +139,21 @@ def cmd_resume(args) -> int:
     if args.eval_episodes < 0:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     overrides = parse_overrides(args.sets)
-    _prepare_runtime()
+    _prepare_runtime(args)
     result = api.resume(args.run_dir, args.from_checkpoint, overrides, progress=not args.no_progress,
-                        eval_episodes=args.eval_episodes)
-    print_summary(result)
+                        eval_episodes=args.eval_episodes, devices=args.devices)
+    if hasattr(result, "ranking"):  # a sweep directory was resumed
+        print_sweep_summary(result)
+    else:
+        print_summary(result)
     return 0
 
 
 def print_summary(result) -> None:
+    from jaxrl.devices import is_main
+
+    if not is_main():
+        return
     s = result.summary
     resumed = f" (resumed after update {s['resumed_from_update']})" if "resumed_from_update" in s else ""
     print(f"{s['algo']} on {s['env']}: {s['env_steps_per_seed']:,} env steps x {len(s['seeds'])} seed(s){resumed}")
@@ -154,12 +177,17 @@ def _config_file_algo(path: str | None) -> str | None:
     return algo if isinstance(algo, str) else None
 
 
-def _prepare_runtime(use_cache: bool = True) -> None:
-    """Before compiling: the persistent compilation cache (unless turned off) and quiet absl logs."""
+def _prepare_runtime(args=None, use_cache: bool = True) -> None:
+    """Before compiling: join a multi-process run if asked, the persistent compilation cache
+    (unless turned off) and quiet absl logs."""
     import logging
 
     from jaxrl.cache import enable_compilation_cache, enabled_by_env
 
+    if args is not None and hasattr(args, "devices"):
+        from jaxrl import devices
+
+        devices.initialize(args.coordinator, args.num_processes, args.process_id)
     if use_cache and enabled_by_env():
         enable_compilation_cache()
     logging.getLogger("absl").setLevel(logging.ERROR)
@@ -186,26 +214,39 @@ def cmd_sweep(args) -> int:
     if args.top < 1:
         raise JaxrlError(f"--top={args.top}: must be >= 1")
     spec = sweep.load_spec(args.spec)
-    _prepare_runtime(use_cache=not args.no_compile_cache)
+    _prepare_runtime(args, use_cache=not args.no_compile_cache)
     result = sweep.run_sweep(spec, out=args.out, progress=not args.no_progress,
-                             allow_many_compiles=args.allow_many_compiles)
+                             allow_many_compiles=args.allow_many_compiles, devices=args.devices)
+    print_sweep_summary(result, args.top)
+    return 0
+
+
+def print_sweep_summary(result, top: int = 10) -> None:
+    from jaxrl import sweep
+    from jaxrl.devices import is_main
+
+    if not is_main():
+        return
     s = result.summary
+    resumed = f", {s['resumed_groups']} group(s) kept from before" if s.get("resumed_groups") else ""
     print(f"sweep {s['name']}: {s['points']} points x {s['seeds']} seeds = {s['runs']} runs, "
           f"{s['compilations']} compilation(s) ({s['compile_s']:.1f} s), run {s['run_s']:.1f} s, "
-          f"{s['steps_per_second']:,} steps/s, {s['diverged_runs']} diverged")
-    print(sweep.format_ranking(spec, result.ranking, top=args.top))
+          f"{s['steps_per_second']:,} steps/s, {s['diverged_runs']} diverged{resumed}")
+    print(sweep.format_ranking(result.spec, result.ranking, top=top))
     print(f"sweep directory: {result.sweep_dir}  (best config: {result.sweep_dir / 'best.yaml'})")
-    return 0
 
 
 def cmd_pbt(args) -> int:
     from jaxrl import pbt
 
+    from jaxrl.devices import is_main
+
     spec = pbt.load_spec(args.spec)
-    _prepare_runtime(use_cache=not args.no_compile_cache)
-    result = pbt.run_pbt(spec, out=args.out, progress=not args.no_progress)
-    print(pbt.format_result(result))
-    print(f"pbt directory: {result.out_dir}")
+    _prepare_runtime(args, use_cache=not args.no_compile_cache)
+    result = pbt.run_pbt(spec, out=args.out, progress=not args.no_progress, devices=args.devices)
+    if is_main():
+        print(pbt.format_result(result))
+        print(f"pbt directory: {result.out_dir}")
     return 0
 
 

@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.devices import SINGLE, Layout
+
 
 @dataclass(frozen=True)
 class Program:
@@ -26,6 +28,10 @@ class Program:
     num_updates: int  # updates in the whole run
     steps_per_update: int  # env steps per update (all envs)
     updates_per_chunk: int  # K: updates per compiled chunk
+    # Data parallelism (jaxrl.devices): which leaves of one run's state have a leading env axis
+    # (state -> pytree of bools), and the device counts that axis splits over (any divisor of it; 0: none).
+    per_env: Callable[[Any], Any] | None = None
+    env_shards: int = 0
 
 
 def make_train(program: Program, hparams: dict) -> Callable:
@@ -102,7 +108,7 @@ class ChunkReport:
 class Start:
     """Where a resumed run continues: the loop state after `done` updates."""
 
-    state: Any  # runner state, batched over runs
+    state: Any  # runner state, batched over runs (host arrays: `run` places them on the devices)
     diverged_at: np.ndarray  # [num_runs]
     done: int
     metrics: dict[str, np.ndarray]  # name -> [num_runs, done]
@@ -115,12 +121,14 @@ COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
 
 @dataclass(frozen=True)
 class Compiled:
-    """The vmapped init and chunk of one program for a fixed number of runs."""
+    """The vmapped init and chunk of one program for a fixed number of runs, on a device layout."""
 
     init: Callable  # (keys [R], hparams {name: [R]}) -> state
     chunk: Callable  # (state, diverged_at [R], first_update, n_active) -> ((state, diverged_at), metrics)
     num_runs: int
     seconds: float  # compile time
+    layout: Layout = SINGLE
+    state_sharding: Any = None  # shardings of the batched state (None on one device)
 
 
 def broadcast_hparams(hparams: dict, num_runs: int) -> dict[str, np.ndarray]:
@@ -134,14 +142,14 @@ def broadcast_hparams(hparams: dict, num_runs: int) -> dict[str, np.ndarray]:
     return out
 
 
-def batched_init(program: Program) -> Callable:
+def batched_init(program: Program, **jit_kwargs) -> Callable:
     """`init(keys [R], hparams {name: [R]}) -> state` batched over runs.
 
     Init is cheap; mapping it run by run (not vmapping) makes every run's initial state
     bitwise independent of how many runs share the program (batched matmuls may sum
     in another order), so a sweep lane starts exactly where a single run does.
     """
-    return jax.jit(lambda k, hp: jax.lax.map(lambda args: program.init(*args), (k, hp)))
+    return jax.jit(lambda k, hp: jax.lax.map(lambda args: program.init(*args), (k, hp)), **jit_kwargs)
 
 
 def state_shapes(program: Program, keys: jax.Array, hparams: dict):
@@ -151,17 +159,28 @@ def state_shapes(program: Program, keys: jax.Array, hparams: dict):
     return state, jax.eval_shape(program.update, one)[1]
 
 
-def compile_program(program: Program, keys: jax.Array, hparams: dict) -> Compiled:
-    """AOT-compile the init and chunk, vmapped over runs (keys and hyperparameters)."""
+def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: Layout = SINGLE) -> Compiled:
+    """AOT-compile the init and chunk, vmapped over runs (keys and hyperparameters), for `layout`."""
     start = time.perf_counter()
-    hparams = broadcast_hparams(hparams, keys.shape[0])
-    vinit = batched_init(program)
-    init = vinit.lower(keys, hparams).compile(COMPILER_OPTIONS)
-    state_shape = jax.eval_shape(vinit, keys, hparams)
-    diverged_shape = jax.ShapeDtypeStruct((keys.shape[0],), jnp.int32)
-    vchunk = jax.jit(jax.vmap(make_chunk(program), in_axes=(0, 0, None, None)), donate_argnums=(0, 1))
+    num_runs = keys.shape[0]
+    hparams = broadcast_hparams(hparams, num_runs)
+    if layout.mode == "envs" and not (program.per_env and program.env_shards % layout.num_devices == 0):
+        raise ValueError(f"this program's envs do not split over {layout.num_devices} devices")
+    state_shape = jax.eval_shape(batched_init(program), keys, hparams)
+    state_sharding = layout.state(state_shape, program.per_env)
+    shardings = {}
+    if layout.mesh is not None:
+        hp_sharding = {k: layout.per_run for k in hparams}
+        shardings = dict(init=dict(in_shardings=(layout.per_run, hp_sharding), out_shardings=state_sharding),
+                         chunk=dict(in_shardings=(state_sharding, layout.per_run, layout.replicated, layout.replicated),
+                                    out_shardings=((state_sharding, layout.per_run), layout.replicated)))
+    vinit = batched_init(program, **shardings.get("init", {}))
+    init = vinit.lower(jax.ShapeDtypeStruct(keys.shape, keys.dtype), hparams).compile(COMPILER_OPTIONS)
+    diverged_shape = jax.ShapeDtypeStruct((num_runs,), jnp.int32)
+    vchunk = jax.jit(jax.vmap(make_chunk(program), in_axes=(0, 0, None, None)), donate_argnums=(0, 1),
+                     **shardings.get("chunk", {}))
     chunk = vchunk.lower(state_shape, diverged_shape, jnp.int32(0), jnp.int32(0)).compile(COMPILER_OPTIONS)
-    return Compiled(init, chunk, keys.shape[0], time.perf_counter() - start)
+    return Compiled(init, chunk, num_runs, time.perf_counter() - start, layout, state_sharding)
 
 
 def run(
@@ -173,6 +192,7 @@ def run(
     compiled: Compiled | None = None,
     between_chunks: Callable | None = None,
     start: Start | None = None,
+    layout: Layout = SINGLE,
 ):
     """Run `program` once per key in `keys` [num_runs, 2]; returns (state, metrics, diverged_at, timings).
 
@@ -180,37 +200,44 @@ def run(
     per run. `compiled` reuses an earlier compilation for the same number of runs.
     `between_chunks(state, diverged_at, metrics, chunk_index) -> (state, diverged_at)`
     runs on the device after each chunk (population-based training). `start`
-    continues a run from a checkpoint instead of initialising it.
+    continues a run from a checkpoint (its state placed by `compiled.layout`) instead of
+    initialising it. `layout` places the runs on devices (jaxrl.devices).
     """
     if compiled is None:
-        compiled = compile_program(program, keys, hparams)
+        compiled = compile_program(program, keys, hparams, layout)
         if on_compiled:
             on_compiled(compiled.seconds)
+    layout = compiled.layout
     clock = time.perf_counter()
     if start is None:
-        state = jax.block_until_ready(compiled.init(keys, broadcast_hparams(hparams, keys.shape[0])))
-        diverged_at = jnp.full(keys.shape[0], -1, jnp.int32)
+        state = compiled.init(layout.put(np.asarray(keys)), layout.put(broadcast_hparams(hparams, keys.shape[0])))
+        state = jax.block_until_ready(state)
+        diverged_at = layout.put(np.full(keys.shape[0], -1, np.int32))
         done, history = 0, []
     else:
-        state, diverged_at, done = start.state, jnp.asarray(start.diverged_at, jnp.int32), start.done
+        state = layout.put(start.state, compiled.state_sharding)
+        diverged_at, done = layout.put(np.asarray(start.diverged_at, np.int32)), start.done
         history = [start.metrics] if done else []
     index = 0
     while done < program.num_updates:
         n = min(program.updates_per_chunk, program.num_updates - done)
-        (state, diverged_at), metrics = compiled.chunk(state, diverged_at, jnp.int32(done), jnp.int32(n))
+        scalars = layout.put((np.int32(done), np.int32(n)), (layout.replicated,) * 2)
+        (state, diverged_at), metrics = compiled.chunk(state, diverged_at, *scalars)
         if between_chunks:
             state, diverged_at = between_chunks(state, diverged_at, metrics, index)
+            if layout.mesh is not None:  # back to the layout the compiled chunk expects
+                state, diverged_at = jax.device_put((state, diverged_at), (compiled.state_sharding, layout.per_run))
         metrics = {k: np.asarray(v)[:, :n] for k, v in metrics.items()}  # syncs with the device
         history.append(metrics)
         report = ChunkReport(done, n, metrics, (done + n) * program.steps_per_update, time.perf_counter() - clock,
-                             state, np.asarray(diverged_at), history)
+                             state, layout.to_host(diverged_at), history)
         done += n
         index += 1
         if on_chunk:
             on_chunk(report)
     run_s = time.perf_counter() - clock
     metrics = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[0]}
-    return state, metrics, np.asarray(diverged_at), {"compile_s": compiled.seconds, "run_s": run_s}
+    return state, metrics, layout.to_host(diverged_at), {"compile_s": compiled.seconds, "run_s": run_s}
 
 
 def auto_chunk(num_updates: int, target_chunks: int = 25) -> int:

@@ -156,10 +156,11 @@ class PBTResult:
 
 
 def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress: bool = True,
-            record: bool = True) -> PBTResult:
+            record: bool = True, devices: int | None = None) -> PBTResult:
     import jax
     import jax.numpy as jnp
 
+    from jaxrl import devices as devices_
     from jaxrl import loop
     from jaxrl.api import Progress
 
@@ -188,8 +189,12 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
     hp = {k: np.asarray([h[k] for h in point_hp], np.float32) for k in point_hp[0]}
     step = make_exploit_explore(st, R, explored, field_bounds(module.Config, explored))
 
-    out_dir = records.new_run_dir(out, "pbt", sw.name, root="sweeps") if record else None
-    rec = records.Record(out_dir) if record else None
+    layout = devices_.plan(devices, R * P, program.env_shards)
+    out_dir = None
+    if record:
+        out_dir = devices_.share_path(
+            records.new_run_dir(out, "pbt", sw.name, root="sweeps") if devices_.is_main() else None)
+    rec = records.Record(out_dir, **layout.describe()) if record and devices_.is_main() else None
     if rec:
         rec.write_yaml("spec.yaml", sw.raw)
     steps_per_chunk = program.updates_per_chunk * program.steps_per_update
@@ -201,14 +206,15 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
         if index == num_chunks - 1:
             return state, diverged_at
         state, diverged_at, source = step(jax.random.fold_in(pbt_key, index), state, diverged_at, metrics)
-        source, values = jax.device_get((source, {k: state.hparams[k] for k in explored}))
+        source, values = layout.to_host((source, {k: state.hparams[k] for k in explored}))
         update = (index + 1) * program.updates_per_chunk
         schedule.extend({"population": int(i // P), "member": int(i % P), "update": update,
                          "env_steps": update * program.steps_per_update, "parent": int(source[i] % P),
                          **{k: float(values[k][i]) for k in explored}} for i in range(R * P))
         return state, diverged_at
 
-    bar = Progress(R * P * program.num_updates * program.steps_per_update, progress, desc="pbt")
+    bar = Progress(R * P * program.num_updates * program.steps_per_update, progress and devices_.is_main(),
+                   desc="pbt")
     best = {"value": -math.inf}
 
     def on_chunk(report):
@@ -223,7 +229,7 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
                     f"({steps_per_chunk:,} env steps), exploring {', '.join(explored)}")
         bar.compiling(f"{R * P} members")
         _, metrics, diverged_at, timings = loop.run(program, keys, hp, bar.compiled, on_chunk,
-                                                    between_chunks=between_chunks)
+                                                    between_chunks=between_chunks, layout=layout)
 
     final = records.final_returns(metrics).reshape(R, P)
     best_member = [int(np.nanargmax(np.nan_to_num(f, nan=-np.inf))) for f in final]

@@ -110,6 +110,16 @@ class Record:
         self.meta = base_metadata() | metadata
         self.write_metadata()
 
+    @classmethod
+    def reopen(cls, path: Path, **resume):
+        """Continue a record directory: metadata keeps its history, notes the resume and says running."""
+        rec = cls.__new__(cls)
+        rec.path = Path(path)
+        rec.meta = json.loads((rec.path / "metadata.json").read_text())
+        resumes = rec.meta.get("resumes", []) + [{**resume, "time": now(), "command": sys.argv}]
+        rec.write_metadata(status="running", error=None, end_time=None, resumes=resumes)
+        return rec
+
     def write_metadata(self, **updates) -> None:
         self.meta.update(updates)
         atomic_write(self.path / "metadata.json", json.dumps(self.meta, indent=2))
@@ -151,14 +161,10 @@ class RunRecord(Record):
     @classmethod
     def reopen(cls, path: Path, done: int) -> RunRecord:
         """Continue a run directory from update `done`: metrics rows after it are dropped (they
-        are computed again), metadata keeps its history and notes the resume."""
-        rec = cls.__new__(cls)
-        rec.path = Path(path)
-        rec.meta = json.loads((rec.path / "metadata.json").read_text())
+        are computed again)."""
+        rec = super().reopen(path, from_update=done)
         rows = read_metrics(rec.path / "metrics.csv") if (rec.path / "metrics.csv").is_file() else []
         rec.metrics_rows = [_typed(r) for r in rows if int(r["update"]) <= done]
-        resumes = rec.meta.get("resumes", []) + [{"from_update": done, "time": now(), "command": sys.argv}]
-        rec.write_metadata(status="running", error=None, end_time=None, resumes=resumes)
         return rec
 
     def add_metrics(self, rows: list[dict]) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 import time
 import warnings
@@ -301,45 +302,114 @@ class SweepResult:
     ranking: list[dict]  # one row per point, best first
     best_config: Any  # config of the best point (None if no point finished)
     summary: dict
+    spec: SweepSpec
 
 
 def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progress: bool = True,
-              allow_many_compiles: bool = False, record: bool = True) -> SweepResult:
-    """Run a sweep; with `record`, write a sweep directory (see README, "Sweeps")."""
-    import jax
-    import jax.numpy as jnp
-
-    from jaxrl import loop
-    from jaxrl.api import Progress
+              allow_many_compiles: bool = False, record: bool = True, devices: int | None = None) -> SweepResult:
+    """Run a sweep; with `record`, write a sweep directory (see README, "Sweeps").
+    `devices`: devices sharing each block of runs (None: all; see jaxrl.devices)."""
+    from jaxrl import devices as devices_
 
     if isinstance(spec, (str, Path)):
         spec = load_spec(spec)
     elif isinstance(spec, dict):
         spec = parse_spec(spec)
     wall_start = time.perf_counter()
+    points, configs, groups, programs = _plan(spec, allow_many_compiles)
+    sweep_dir = None
+    if record:
+        sweep_dir = devices_.share_path(
+            records.new_run_dir(out, "sweep", spec.name, root="sweeps") if devices_.is_main() else None)
+    rec = SweepRecord(sweep_dir, spec, points) if record and devices_.is_main() else None
+    return _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progress, devices, [], {},
+                       wall_start)
+
+
+def _plan(spec: SweepSpec, allow_many_compiles: bool):
+    """Points, their configs, groups of one compilation each, and the groups' programs (envs built:
+    errors before compiling)."""
     module = algos.get(spec.algo)
     points = sample_points(spec)
     configs = [point_config(spec, i, p) for i, p in enumerate(points)]
     groups = group_points(configs)
     check_compile_count(spec, groups, configs, allow_many_compiles)
-    programs = [module.make_program(configs[g[0]]) for g in groups]  # builds the envs: errors before compiling
+    return points, configs, groups, [module.make_program(configs[g[0]]) for g in groups]
 
-    sweep_dir = records.new_run_dir(out, "sweep", spec.name, root="sweeps") if record else None
-    rec = SweepRecord(sweep_dir, spec, points) if record else None
-    total_steps = sum(len(g) * spec.seeds * p.num_updates * p.steps_per_update for g, p in zip(groups, programs))
+
+def is_sweep_dir(path: str | Path) -> bool:
+    return (Path(path) / "points.yaml").is_file() and (Path(path) / "spec.yaml").is_file()
+
+
+def resume_sweep(sweep_dir: str | Path, progress: bool = True, devices: int | None = None) -> SweepResult:
+    """Continue a stopped or killed sweep in its directory: groups whose curves are on disk are
+    kept, the others run again from their start (a group's blocks are not checkpointed)."""
+    from jaxrl import devices as devices_
+
+    wall_start = time.perf_counter()
+    sweep_dir = Path(sweep_dir)
+    meta = json.loads((sweep_dir / "metadata.json").read_text()) if (sweep_dir / "metadata.json").is_file() else {}
+    if meta.get("status") == "finished":
+        raise ConfigError(f"sweep {str(sweep_dir)!r} has finished; nothing to resume")
+    spec = load_spec(sweep_dir / "spec.yaml")
+    points, configs, groups, programs = _plan(spec, allow_many_compiles=True)  # it was accepted when started
+    written = load_yaml(sweep_dir / "points.yaml", "sweep points")
+    if [_fmt_point(p) for p in written] != [_fmt_point(p) for p in points]:
+        raise ConfigError(f"{str(sweep_dir / 'points.yaml')!r} does not match the points spec.yaml samples "
+                          f"(was spec.yaml edited, or jaxrl changed?); start a new sweep instead")
+    curves = dict(np.load(sweep_dir / "curves.npz")) if (sweep_dir / "curves.npz").is_file() else {}
+    finished = {g for g in range(len(groups)) if f"group{g}_returns" in curves}
+    rows = records.read_metrics(sweep_dir / "runs.csv") if (sweep_dir / "runs.csv").is_file() else []
+    kept = [_run_row(r, points) for r in rows if int(r["group"]) in finished]
+    curves = {k: v for k, v in curves.items() if int(k[len("group"):].split("_")[0]) in finished}
+    rec = SweepRecord.reopen(sweep_dir, kept_groups=sorted(finished)) if devices_.is_main() else None
+    return _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progress, devices, kept, curves,
+                       wall_start)
+
+
+def _fmt_point(point: dict) -> dict:
+    return {k: _fmt(tuple(v) if isinstance(v, list) else v) for k, v in point.items()}
+
+
+def _run_row(row: dict, points: list[dict]) -> dict:
+    """A runs.csv row read back with the types run_sweep wrote it with."""
+    number = lambda v, cast: cast(v) if v != "" else ""
+    point = int(row["point"])
+    return {"run": int(row["run"]), "point": point, "seed": int(row["seed"]), "group": int(row["group"]),
+            **{k: _csv_value(v) for k, v in points[point].items()},
+            "final_return": number(row["final_return"], float), "auc": number(row["auc"], float),
+            "status": row["status"], "diverged_at": number(row["diverged_at"], int)}
+
+
+def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progress, devices, runs: list[dict],
+                curves: dict, wall_start: float) -> SweepResult:
+    """Run every group not already in `curves` (a resumed sweep's finished groups), then rank and record."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxrl import devices as devices_
+    from jaxrl import loop
+    from jaxrl.api import Progress
+
+    resumed_groups = sorted({r["group"] for r in runs})
+    todo = [g for g in range(len(groups)) if g not in resumed_groups]
+    total_steps = sum(len(groups[g]) * spec.seeds * programs[g].num_updates * programs[g].steps_per_update
+                      for g in todo)
     num_runs = len(points) * spec.seeds
-    bar = Progress(total_steps, progress, desc="sweep")
+    bar = Progress(total_steps, progress and devices_.is_main(), desc="sweep")
+    kept = f"; {len(resumed_groups)} finished group(s) kept" if resumed_groups else ""
     bar.message(f"sweep {spec.name}: {len(points)} points x {spec.seeds} seeds = {num_runs} runs in "
-                f"{len(groups)} compiled group(s), {total_steps:,} env steps")
-    runs: list[dict] = []
-    curves: dict[str, np.ndarray] = {}
+                f"{len(groups)} compiled group(s), {total_steps:,} env steps to run{kept}")
     timing = {"compile_s": 0.0, "run_s": 0.0, "compiles": 0, "steps_done": 0}
     best = {"value": -math.inf}
     with records.failures(rec), bar:
-        for g, (indices, program) in enumerate(zip(groups, programs)):
+        for g in todo:
+            indices, program = groups[g], programs[g]
             members = [(p, s) for p in indices for s in range(spec.seeds)]
             num_blocks = -(-len(members) // (spec.max_parallel or default_block_size()))
             block = -(-len(members) // num_blocks)  # balanced blocks: the least padding
+            layout = devices_.plan(devices, block, program.env_shards, round_runs=True)
+            block = -(-block // layout.num_devices) * layout.num_devices if layout.mode == "runs" else block
             compiled = None
             group_rows, group_curves = [], []
             for start in range(0, len(members), block):
@@ -350,7 +420,7 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progr
                 hp = {k: np.asarray([h[k] for h in point_hp], np.float32) for k in point_hp[0]}
                 if compiled is None:
                     bar.message(f"compiling group {g + 1}/{len(groups)} ({len(members)} runs, {block} at a time) ...")
-                    compiled = loop.compile_program(program, keys, hp)
+                    compiled = loop.compile_program(program, keys, hp, layout)
                     timing["compiles"] += 1
                     timing["compile_s"] += compiled.seconds
                     bar.message(f"  compiled in {compiled.seconds:.1f} s")
@@ -394,6 +464,8 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progr
                 rec.write_curves(curves)
 
     runs.sort(key=lambda r: r["run"])
+    if rec:
+        rec.write_runs(runs)
     ranking = rank_points(spec, points, runs)
     best_config = configs[ranking[0]["point"]] if ranking else None
     summary = {
@@ -403,6 +475,7 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progr
         "steps_per_second": round(timing["steps_done"] / max(timing["run_s"], 1e-9)),
         "diverged_runs": sum(r["status"] == "diverged" for r in runs),
         "metric": spec.metric, "best": ranking[0] if ranking else None,
+        "resumed_groups": len(resumed_groups),
     }
     if rec:
         rec.write_ranking(ranking)
@@ -413,7 +486,7 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progr
         summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
         rec.write_json("summary.json", summary)
         rec.finish("finished")
-    return SweepResult(sweep_dir, runs, ranking, best_config, summary)
+    return SweepResult(sweep_dir, runs, ranking, best_config, summary, spec)
 
 
 def _nanmean(a, axis=None):

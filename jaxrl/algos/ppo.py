@@ -7,6 +7,7 @@ collect_rollout -> compute_advantages -> update_epochs), `make_train`, and
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -30,7 +31,8 @@ class Config:
     num_envs: int = static(8, "parallel environments per seed", low=1)
     num_steps: int = static(64, "rollout length per environment and update", low=1)
     update_epochs: int = static(4, "passes over each rollout", low=1)
-    num_minibatches: int = static(4, "minibatches per epoch; must divide num_envs*num_steps", low=1)
+    num_minibatches: int = static(4, "minibatches per epoch: a divisor of num_steps times a divisor of num_envs",
+                                  low=1)
     hidden_sizes: tuple = static((64, 64), "hidden layer widths of actor and critic", low=1)
     activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
@@ -60,6 +62,14 @@ class Config:
                 f"num_envs*num_steps={self.num_envs}*{self.num_steps}={batch} is not divisible by "
                 f"num_minibatches={self.num_minibatches}"
             )
+        time_splits, env_groups = self.minibatch_split
+        if self.num_envs % env_groups:
+            raise ConfigError(
+                f"num_minibatches={self.num_minibatches} must be a divisor of num_steps={self.num_steps} times a "
+                f"divisor of num_envs={self.num_envs} (every minibatch takes as many steps from each env); "
+                f"{self.num_minibatches} = {time_splits} x {env_groups} and {env_groups} does not divide "
+                f"{self.num_envs}"
+            )
         if self.total_timesteps < batch:
             raise ConfigError(
                 f"total_timesteps={self.total_timesteps} is smaller than one update "
@@ -69,6 +79,12 @@ class Config:
     @property
     def batch_size(self) -> int:
         return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_split(self) -> tuple[int, int]:
+        """(time splits, env groups) whose product is num_minibatches."""
+        time_splits = math.gcd(self.num_minibatches, self.num_steps)
+        return time_splits, self.num_minibatches // time_splits
 
     @property
     def num_updates(self) -> int:
@@ -114,7 +130,7 @@ def make_program(config: Config) -> loop.Program:
     env_params = base_env.default_params
     network, discrete = make_network(config, base_env, env_params)
     env = envs.make_vec_env(base_env, config.num_envs, normalize_obs=config.normalize_obs)
-    minibatch_size = config.batch_size // config.num_minibatches
+    time_splits, env_groups = config.minibatch_split
 
     def init(key, hp):
         key, net_key, env_key = jax.random.split(key, 3)
@@ -157,12 +173,21 @@ def make_program(config: Config) -> loop.Program:
         stats["grad_norm"] = optax.tree.norm(grads)
         return (optax.apply_updates(params, updates), opt_state, hp, lr), stats
 
+    def minibatches(x, order):
+        """[T, N, ...] -> [num_minibatches, N/env_groups * T/time_splits, ...]: each env's steps in its own
+        random order, split in time; envs in fixed strided groups. A minibatch so holds the same number
+        of steps from every block of envs, and a data-parallel run (envs sharded over devices, see
+        jaxrl.devices) forms exactly the minibatches of a one-device run."""
+        x = jax.vmap(lambda xe, o: xe[o], in_axes=(1, 0))(x, order)  # [N, T, ...]
+        n, t = config.num_envs // env_groups, config.num_steps // time_splits
+        x = x.reshape((n, env_groups, time_splits, t) + x.shape[2:])
+        x = jnp.moveaxis(x, (1, 2), (0, 1))
+        return x.reshape((config.num_minibatches, n * t) + x.shape[4:])
+
     def update_epoch(batch, carry, key):
-        flat = jax.tree.map(lambda x: x.reshape((config.batch_size,) + x.shape[2:]), batch)
-        order = jax.random.permutation(key, config.batch_size)
-        shuffled = jax.tree.map(
-            lambda x: x[order].reshape((config.num_minibatches, minibatch_size) + x.shape[1:]), flat)
-        return jax.lax.scan(update_minibatch, carry, shuffled)
+        order = jax.vmap(lambda k: jax.random.permutation(k, config.num_steps))(
+            jax.random.split(key, config.num_envs))
+        return jax.lax.scan(update_minibatch, carry, jax.tree.map(lambda x: minibatches(x, order), batch))
 
     def update(state: RunnerState):
         hp = state.hparams
@@ -181,9 +206,13 @@ def make_program(config: Config) -> loop.Program:
                                 state.num_updates, hp)
         return new_state, metrics
 
+    def per_env(state: RunnerState):
+        return jax.tree.map(lambda _: False, state).replace(env_state=env.per_env_leaves(state.env_state), obs=True)
+
     updates_per_chunk = config.updates_per_chunk or loop.auto_chunk(config.num_updates)
+    # Envs split over devices in blocks that keep the minibatches' env groups whole.
     return loop.Program(init, update, config.num_updates, config.batch_size,
-                        min(updates_per_chunk, config.num_updates))
+                        min(updates_per_chunk, config.num_updates), per_env, config.num_envs // env_groups)
 
 
 def make_train(config: Config):
