@@ -124,7 +124,7 @@ def cmd_train(args) -> int:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     algo = args.algo or _config_file_algo(args.config) or DEFAULT_ALGO
     config = api.resolve_config(algo, args.config, overrides)
-    _prepare_runtime(args, use_cache=not args.no_compile_cache)
+    _prepare_runtime(use_cache=not args.no_compile_cache)
     result = api.train(config, out=args.out, progress=not args.no_progress, eval_episodes=args.eval_episodes,
                        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
                        devices=args.devices)
@@ -139,7 +139,7 @@ def cmd_resume(args) -> int:
     if args.eval_episodes < 0:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     overrides = parse_overrides(args.sets)
-    _prepare_runtime(args)
+    _prepare_runtime()
     result = api.resume(args.run_dir, args.from_checkpoint, overrides, progress=not args.no_progress,
                         eval_episodes=args.eval_episodes, devices=args.devices)
     if hasattr(result, "ranking"):  # a sweep directory was resumed
@@ -177,17 +177,12 @@ def _config_file_algo(path: str | None) -> str | None:
     return algo if isinstance(algo, str) else None
 
 
-def _prepare_runtime(args=None, use_cache: bool = True) -> None:
-    """Before compiling: join a multi-process run if asked, the persistent compilation cache
-    (unless turned off) and quiet absl logs."""
+def _prepare_runtime(use_cache: bool = True) -> None:
+    """Before compiling: the persistent compilation cache (unless turned off) and quiet absl logs."""
     import logging
 
     from jaxrl.cache import enable_compilation_cache, enabled_by_env
 
-    if args is not None and hasattr(args, "devices"):
-        from jaxrl import devices
-
-        devices.initialize(args.coordinator, args.num_processes, args.process_id)
     if use_cache and enabled_by_env():
         enable_compilation_cache()
     logging.getLogger("absl").setLevel(logging.ERROR)
@@ -214,7 +209,7 @@ def cmd_sweep(args) -> int:
     if args.top < 1:
         raise JaxrlError(f"--top={args.top}: must be >= 1")
     spec = sweep.load_spec(args.spec)
-    _prepare_runtime(args, use_cache=not args.no_compile_cache)
+    _prepare_runtime(use_cache=not args.no_compile_cache)
     result = sweep.run_sweep(spec, out=args.out, progress=not args.no_progress,
                              allow_many_compiles=args.allow_many_compiles, devices=args.devices)
     print_sweep_summary(result, args.top)
@@ -242,7 +237,7 @@ def cmd_pbt(args) -> int:
     from jaxrl.devices import is_main
 
     spec = pbt.load_spec(args.spec)
-    _prepare_runtime(args, use_cache=not args.no_compile_cache)
+    _prepare_runtime(use_cache=not args.no_compile_cache)
     result = pbt.run_pbt(spec, out=args.out, progress=not args.no_progress, devices=args.devices)
     if is_main():
         print(pbt.format_result(result))
@@ -285,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if hasattr(args, "coordinator"):  # before anything starts a JAX backend
+            from jaxrl import devices
+
+            devices.initialize(args.coordinator, args.num_processes, args.process_id)
         return COMMANDS[args.command](args)
     except Preempted as err:
         print(f"jaxrl {args.command}: {err}", file=sys.stderr)

@@ -353,7 +353,7 @@ def resume_sweep(sweep_dir: str | Path, progress: bool = True, devices: int | No
         raise ConfigError(f"sweep {str(sweep_dir)!r} has finished; nothing to resume")
     spec = load_spec(sweep_dir / "spec.yaml")
     points, configs, groups, programs = _plan(spec, allow_many_compiles=True)  # it was accepted when started
-    written = load_yaml(sweep_dir / "points.yaml", "sweep points")
+    written = yaml.safe_load((sweep_dir / "points.yaml").read_text())
     if [_fmt_point(p) for p in written] != [_fmt_point(p) for p in points]:
         raise ConfigError(f"{str(sweep_dir / 'points.yaml')!r} does not match the points spec.yaml samples "
                           f"(was spec.yaml edited, or jaxrl changed?); start a new sweep instead")

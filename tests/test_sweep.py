@@ -165,7 +165,7 @@ def test_cli_sweep_bad_spec_is_one_line_and_writes_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_interrupting_a_sweep_keeps_the_finished_groups(tmp_path, monkeypatch):
+def test_interrupting_a_sweep_keeps_the_finished_groups_and_resume_runs_only_the_rest(tmp_path, monkeypatch):
     s = sweep.parse_spec(spec(method="grid", num_points=None, seeds=1, space={"num_envs": [8, 4]}))
     real_compile, calls = loop.compile_program, []
 
@@ -182,3 +182,18 @@ def test_interrupting_a_sweep_keeps_the_finished_groups(tmp_path, monkeypatch):
     assert [(r["num_envs"], r["status"]) for r in runs] == [("8", "finished")]
     assert np.load(tmp_path / "sweep" / "curves.npz")["group0_returns"].shape == (1, 4)
     assert json.loads((tmp_path / "sweep" / "metadata.json").read_text())["status"] == "interrupted"
+    kept = np.load(tmp_path / "sweep" / "curves.npz")["group0_returns"]
+
+    calls.clear()
+    monkeypatch.setattr(loop, "compile_program", lambda *a, **k: calls.append(1) or real_compile(*a, **k))
+    result = api.resume(tmp_path / "sweep", progress=False)  # `jaxrl resume SWEEP_DIR`
+    assert len(calls) == 1 and result.summary["resumed_groups"] == 1  # only the unfinished group ran
+    runs = list(csv.DictReader(open(tmp_path / "sweep" / "runs.csv")))
+    assert [(r["num_envs"], r["status"]) for r in runs] == [("8", "finished"), ("4", "finished")]
+    curves = np.load(tmp_path / "sweep" / "curves.npz")
+    np.testing.assert_array_equal(curves["group0_returns"], kept)
+    assert curves["group1_returns"].shape == (1, 8) and len(result.ranking) == 2
+    meta = json.loads((tmp_path / "sweep" / "metadata.json").read_text())
+    assert meta["status"] == "finished" and meta["resumes"][0]["kept_groups"] == [0]
+    with pytest.raises(ConfigError, match="has finished; nothing to resume"):
+        api.resume(tmp_path / "sweep", progress=False)
