@@ -39,6 +39,7 @@ class Checkpointer:
 
     def __init__(self, directory: Path, keep: int = 3):
         self.directory = Path(directory)
+        self.pending = None  # step of the write in flight
         try:
             self.manager = _manager(self.directory, keep)
         except OSError as err:
@@ -47,21 +48,29 @@ class Checkpointer:
     def save(self, step: int, run: Any, policy: dict, info: dict) -> None:
         import orbax.checkpoint as ocp
 
+        self._wait()  # surfaces an error of the previous write
         try:
-            self.manager.wait_until_finished()  # surface an error of the previous write here
+            self.pending = step
             self.manager.save(step, args=ocp.args.Composite(
                 run=ocp.args.StandardSave(run), policy=ocp.args.StandardSave(policy),
                 info=ocp.args.JsonSave({"format": FORMAT, "step": step, **info})), force=True)
         except Exception as err:  # disk full, read-only directory, ...
-            raise JaxrlError(f"could not write checkpoint {step} to {str(self.directory)!r}: "
-                             f"{_first_line(err)}; earlier checkpoints are intact") from None
+            self._failed(err)
 
-    def close(self) -> None:
+    def _wait(self) -> None:
         try:
             self.manager.wait_until_finished()
         except Exception as err:
-            raise JaxrlError(f"could not write a checkpoint to {str(self.directory)!r}: {_first_line(err)}; "
-                             f"earlier checkpoints are intact") from None
+            self._failed(err)
+        self.pending = None
+
+    def _failed(self, err: Exception):
+        raise JaxrlError(f"could not write checkpoint {self.pending} to {str(self.directory)!r}: "
+                         f"{_first_line(err)}; earlier checkpoints are intact") from None
+
+    def close(self) -> None:
+        try:
+            self._wait()
         finally:
             self.manager.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from jaxrl.errors import JaxrlError, Preempted
@@ -178,14 +179,11 @@ def _config_file_algo(path: str | None) -> str | None:
 
 
 def _prepare_runtime(use_cache: bool = True) -> None:
-    """Before compiling: the persistent compilation cache (unless turned off) and quiet absl logs."""
-    import logging
-
+    """Before compiling: the persistent compilation cache (unless turned off)."""
     from jaxrl.cache import enable_compilation_cache, enabled_by_env
 
     if use_cache and enabled_by_env():
         enable_compilation_cache()
-    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def cmd_eval(args) -> int:
@@ -273,12 +271,29 @@ COMMANDS = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "sweep":
             "algos": cmd_algos}
 
 
+def _quiet_library_noise() -> None:
+    """Failures reach the user as jaxrl's one-line errors; the libraries' own reports of them stay
+    quiet (--debug shows everything). A failed checkpoint write makes orbax's writer threads report
+    'Event loop is closed' many times over, through logging and as unraisable exceptions."""
+    for name in ("absl", "asyncio"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    default = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value)):
+            default(unraisable)
+
+    sys.unraisablehook = hook
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if not args.debug:
+        _quiet_library_noise()
     try:
         if hasattr(args, "coordinator"):  # before anything starts a JAX backend
             from jaxrl import devices

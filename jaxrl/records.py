@@ -33,13 +33,23 @@ from jaxrl.errors import JaxrlError
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "gymnax", "brax", "jaxmarl", "numpy")
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write `text` (or bytes) to `path` through a temporary file: a failed write (disk full, read-only
+    directory) raises a JaxrlError and leaves the previous version of `path` as it was."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise JaxrlError(f"could not write {str(path)!r}: {err.strerror or err}; its previous version is intact") \
+            from None
 
 
 def now() -> str:
@@ -236,12 +246,9 @@ def save_figure(fig, path: Path) -> Path:
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """An .npz of named arrays, written atomically."""
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write(path, buf.getvalue())
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:

@@ -2,6 +2,8 @@
 
 import csv
 import json
+import os
+import resource
 import signal
 import subprocess
 import sys
@@ -76,19 +78,34 @@ def assert_same_run(a: Path, b: Path):
     assert metrics_without_timing(a) == metrics_without_timing(b)
 
 
-def test_sigkill_then_resume_is_bitwise_the_uninterrupted_run(uninterrupted, tmp_path):
+def last_update(run_dir: Path) -> int:
+    path = run_dir / "metrics.csv"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return int(lines[-1].split(",", 2)[1]) if len(lines) > 1 else 0  # columns: seed, update, ...
+
+
+def test_killed_at_three_random_points_and_resumed_is_bitwise_the_uninterrupted_run(uninterrupted, tmp_path):
     run = tmp_path / "killed"
-    proc = start_and_stop(run, signal.SIGKILL)
-    assert proc.returncode == -signal.SIGKILL
-    killed_at = complete_steps(run)
-    assert killed_at and max(killed_at) < 600
-    assert json.loads((run / "metadata.json").read_text())["status"] == "running"  # it had no chance to say more
-    result = jaxrl("resume", str(run), "--no-progress", "--eval-episodes", "0")
+    # Three kill points, anywhere after the first checkpoint (update 50): mid-chunk, mid-checkpoint-write, ...
+    points = sorted(np.random.default_rng().choice(np.arange(60, 590), 3, replace=False).tolist())
+    command = ["train", "--out", str(run), *ARGS]
+    for point in points:
+        proc = subprocess.Popen([sys.executable, "-m", "jaxrl.cli", *command], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 300
+        while last_update(run) < point and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.002)
+        proc.kill()
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL, f"the run ended before update {point}: {stderr[-2000:]}"
+        assert json.loads((run / "metadata.json").read_text())["status"] == "running"  # no chance to say more
+        command = ["resume", str(run), "--no-progress", "--eval-episodes", "0"]
+    result = jaxrl(*command)
     assert result.returncode == 0, result.stderr
-    assert f"resumed after update {max(killed_at)}" in result.stdout
-    assert_same_run(uninterrupted, run)
+    assert_same_run(uninterrupted, run), f"killed at updates {points}"
     meta = json.loads((run / "metadata.json").read_text())
-    assert meta["status"] == "finished" and meta["resumes"][0]["from_update"] == max(killed_at)
+    assert meta["status"] == "finished" and len(meta["resumes"]) == 3
 
 
 def test_sigterm_checkpoints_marks_preempted_and_resumes_exactly(uninterrupted, tmp_path):
@@ -133,3 +150,55 @@ def test_resume_refuses_bad_input_and_overwrites_nothing(uninterrupted, tmp_path
     result = jaxrl("resume", str(run), "--no-progress", "--eval-episodes", "0")
     assert result.returncode == 2 and f"checkpoint {str(latest)!r} could not be read" in result.stderr
     assert (run / "metadata.json").is_file() and json.loads((run / "metadata.json").read_text())["status"] != "finished"
+
+
+# `jaxrl` with SIGXFSZ ignored: a write past the file-size limit then fails with EFBIG, as on a full disk.
+JAXRL_NO_SIGXFSZ = ("import signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+                    "from jaxrl.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
+def test_a_full_disk_is_a_clear_error_keeping_earlier_checkpoints_and_metrics(uninterrupted, tmp_path):
+    run = tmp_path / "full"
+    proc = subprocess.Popen([sys.executable, "-c", JAXRL_NO_SIGXFSZ, "train", "--out", str(run), *ARGS],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not complete_steps(run):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.002)
+    # From now on no file may grow past 40 kB: metrics.csv still fits (~170 B per update), a checkpoint does not.
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (40_000, 40_000))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr[-2000:]
+    assert len(stderr.strip().splitlines()) == 1 and "could not write checkpoint" in stderr
+    assert "File too large" in stderr and "earlier checkpoints are intact" in stderr
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "failed" and "could not write checkpoint" in meta["error"]
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["update"]) for r in rows] == list(range(1, len(rows) + 1)) and len(rows) >= 50
+    assert metrics_without_timing(run) == metrics_without_timing(uninterrupted)[:len(rows)]
+    assert complete_steps(run) == [50]
+    result = jaxrl("eval", str(run), "--episodes", "1")  # the earlier checkpoint restores
+    assert result.returncode == 0 and "(checkpoint 50)" in result.stdout, result.stderr
+    result = jaxrl("resume", str(run), "--no-progress", "--eval-episodes", "0")  # disk space is back
+    assert result.returncode == 0, result.stderr
+    assert_same_run(uninterrupted, run)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_a_read_only_checkpoint_directory_is_a_clear_error(tmp_path):
+    run = tmp_path / "read-only"
+    proc = subprocess.Popen([sys.executable, "-m", "jaxrl.cli", "train", "--out", str(run), *ARGS],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not complete_steps(run):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.002)
+    os.chmod(run / "checkpoints", 0o555)
+    try:
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        os.chmod(run / "checkpoints", 0o755)
+    assert proc.returncode == 2 and "could not write checkpoint" in stderr, stderr[-2000:]
+    assert complete_steps(run)[0] == 50 and len(list(csv.DictReader(open(run / "metrics.csv")))) >= 50
+    result = jaxrl("eval", str(run), "--episodes", "1")
+    assert result.returncode == 0, result.stderr
