@@ -233,6 +233,7 @@ def _execute(config, program, layout, run_dir, rec, progress: bool, eval_episode
             "final_return_per_seed": [_num(v) for v in final],
             "best_return": _num(np.nanmax(records.smoothed_returns(metrics).mean(0))),
             "diverged": {int(seed): int(at) for seed, at in zip(seeds, diverged_at) if at >= 0},
+            **layout.describe(),
             "compile_s": round(timings["compile_s"], 3),
             "run_s": round(timings["run_s"], 3),
             "steps_per_second": round((program.num_updates - first) * program.steps_per_update * config.num_seeds

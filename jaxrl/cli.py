@@ -40,12 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
     _add_device_args(train)
 
-    res = sub.add_parser("resume", help="continue a stopped, preempted or killed run",
+    res = sub.add_parser("resume", help="continue a stopped, preempted or killed run or sweep",
                          description="Continue a run from its latest checkpoint (or --from-checkpoint N), in the "
                                      "same directory. On the same machine and device count the result is bitwise "
                                      "that of the run never stopped. SIGTERM/SIGINT stop a run after the current "
-                                     "chunk with a checkpoint; a second signal aborts at once.")
-    res.add_argument("run_dir", help="run directory written by `jaxrl train`")
+                                     "chunk with a checkpoint; a second signal aborts at once. A sweep directory "
+                                     "continues with the groups not finished yet.")
+    res.add_argument("run_dir", help="run directory written by `jaxrl train` (or a sweep directory)")
     res.add_argument("--from-checkpoint", type=int, metavar="N", help="resume from checkpoint N (default: latest)")
     res.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="change a dynamic hyperparameter from here on (e.g. --set lr=1e-4)")
