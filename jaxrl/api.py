@@ -148,9 +148,7 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
     algo = config_algo(config)
     program = algos.get(algo).make_program(config)  # builds the env, checks it fits the algorithm
     layout = devices_.plan(devices, config.num_seeds, program.env_shards)
-    run_dir = None
-    if record:
-        run_dir = devices_.share_path(records.new_run_dir(out, algo, config.env) if devices_.is_main() else None)
+    run_dir = records.new_run_dir(out, algo, config.env) if record else None
     rec = records.RunRecord(run_dir, to_dict(config), algo, checkpoint_every=checkpoint_every,
                             keep_checkpoints=keep_checkpoints, **layout.describe()) \
         if record and devices_.is_main() else None

@@ -168,16 +168,11 @@ def share_path(path: Path | None, max_bytes: int = 4096) -> Path:
     return Path(bytes(data[data > 0]).decode())
 
 
-def plan(devices: int | None, num_runs: int, env_shards: int, round_runs: bool = False) -> Layout:
-    """The layout for `num_runs` runs on `devices` devices (None: all of them).
-
-    `env_shards`: the env axis of one run splits over any device count dividing it (0: it cannot).
-    `round_runs`: the caller pads the runs to a multiple of the devices (sweep blocks), so the
-    run axis is split whenever there are at least as many runs as devices.
-    """
+def count(devices: int | None) -> int:
+    """The number of devices to use (None: all), checked against those that exist."""
     available = jax.devices()
     if devices is None:
-        devices = len(available)
+        return len(available)
     if devices < 1:
         raise JaxrlError(f"--devices {devices}: must be >= 1")
     if devices > len(available):
@@ -187,9 +182,20 @@ def plan(devices: int | None, num_runs: int, env_shards: int, round_runs: bool =
     if jax.process_count() > 1 and devices != len(available):
         raise JaxrlError(f"--devices {devices}: a run over {jax.process_count()} processes uses all "
                          f"{len(available)} devices")
+    return devices
+
+
+def plan(devices: int | None, num_runs: int, env_shards: int, round_runs: bool = False) -> Layout:
+    """The layout for `num_runs` runs on `devices` devices (None: all of them).
+
+    `env_shards`: the env axis of one run splits over any device count dividing it (0: it cannot).
+    `round_runs`: the caller pads the runs to a multiple of the devices (sweep blocks), so the
+    run axis is split whenever there are at least as many runs as devices.
+    """
+    devices = count(devices)
     if devices == 1:
         return SINGLE
-    mesh = Mesh(np.array(available[:devices]), (AXIS,))
+    mesh = Mesh(np.array(jax.devices()[:devices]), (AXIS,))
     if num_runs % devices == 0 or (round_runs and num_runs >= devices):
         return Layout(mesh, "runs")
     if env_shards and env_shards % devices == 0:

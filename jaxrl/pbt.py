@@ -190,10 +190,7 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
     step = make_exploit_explore(st, R, explored, field_bounds(module.Config, explored))
 
     layout = devices_.plan(devices, R * P, program.env_shards)
-    out_dir = None
-    if record:
-        out_dir = devices_.share_path(
-            records.new_run_dir(out, "pbt", sw.name, root="sweeps") if devices_.is_main() else None)
+    out_dir = records.new_run_dir(out, "pbt", sw.name, root="sweeps") if record else None
     rec = records.Record(out_dir, **layout.describe()) if record and devices_.is_main() else None
     if rec:
         rec.write_yaml("spec.yaml", sw.raw)

@@ -76,7 +76,14 @@ def versions() -> dict[str, str | None]:
 
 
 def new_run_dir(out: str | None, algo: str, env_id: str, root: str = "runs") -> Path:
-    """`out` if given (must not hold a run already), else <root>/<algo>-<env>-<time>."""
+    """`out` if given (must not hold a run already), else <root>/<algo>-<env>-<time>. In a
+    multi-process run, process 0 makes it and every process gets its path."""
+    from jaxrl import devices
+
+    return devices.share_path(_make_run_dir(out, algo, env_id, root) if devices.is_main() else None)
+
+
+def _make_run_dir(out: str | None, algo: str, env_id: str, root: str) -> Path:
     if out:
         path = Path(out)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):

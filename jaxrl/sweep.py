@@ -317,10 +317,8 @@ def run_sweep(spec: SweepSpec | dict | str | Path, out: str | None = None, progr
         spec = parse_spec(spec)
     wall_start = time.perf_counter()
     points, configs, groups, programs = _plan(spec, allow_many_compiles)
-    sweep_dir = None
-    if record:
-        sweep_dir = devices_.share_path(
-            records.new_run_dir(out, "sweep", spec.name, root="sweeps") if devices_.is_main() else None)
+    devices_.count(devices)  # too many devices: an error before the sweep directory is made
+    sweep_dir = records.new_run_dir(out, "sweep", spec.name, root="sweeps") if record else None
     rec = SweepRecord(sweep_dir, spec, points) if record and devices_.is_main() else None
     return _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progress, devices, [], {},
                        wall_start)
