@@ -135,7 +135,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from jaxrl import api
+    from jaxrl import api, sweep
     from jaxrl.config import ConfigError, parse_overrides
 
     if args.eval_episodes < 0:
@@ -144,7 +144,7 @@ def cmd_resume(args) -> int:
     _prepare_runtime()
     result = api.resume(args.run_dir, args.from_checkpoint, overrides, progress=not args.no_progress,
                         eval_episodes=args.eval_episodes, devices=args.devices)
-    if hasattr(result, "ranking"):  # a sweep directory was resumed
+    if isinstance(result, sweep.SweepResult):  # a sweep directory was resumed
         print_sweep_summary(result)
     else:
         print_summary(result)
@@ -232,7 +232,6 @@ def print_sweep_summary(result, top: int = 10) -> None:
 
 def cmd_pbt(args) -> int:
     from jaxrl import pbt
-
     from jaxrl.devices import is_main
 
     spec = pbt.load_spec(args.spec)

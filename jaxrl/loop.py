@@ -164,8 +164,6 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: La
     start = time.perf_counter()
     num_runs = keys.shape[0]
     hparams = broadcast_hparams(hparams, num_runs)
-    if layout.mode == "envs" and not (program.per_env and program.env_shards % layout.num_devices == 0):
-        raise ValueError(f"this program's envs do not split over {layout.num_devices} devices")
     state_shape = jax.eval_shape(batched_init(program), keys, hparams)
     state_sharding = layout.state(state_shape, program.per_env)
     shardings = {}
