@@ -10,6 +10,7 @@ from jaxrl.envs.core import Environment, Wrapper
 from jaxrl.envs.registry import UnknownEnvError, list_ids, make, register
 from jaxrl.envs.spaces import Box, Discrete, flat_dim
 from jaxrl.envs.wrappers import (
+    AgentView,
     AutoReset,
     ClipAction,
     EpisodeStatistics,
@@ -20,6 +21,6 @@ from jaxrl.envs.wrappers import (
 
 __all__ = [
     "Environment", "Wrapper", "make", "register", "list_ids", "UnknownEnvError",
-    "Box", "Discrete", "flat_dim", "AutoReset", "ClipAction", "EpisodeStatistics",
+    "Box", "Discrete", "flat_dim", "AgentView", "AutoReset", "ClipAction", "EpisodeStatistics",
     "NormalizeObservation", "Vectorize", "make_vec_env",
 ]

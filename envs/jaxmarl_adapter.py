@@ -122,6 +122,10 @@ class JaxMarlEnv(Environment):
             mask = mask & jnp.stack(rows)
         return mask
 
+    def world_state(self, state):
+        """The env's global state (SMAX, jaxnav), or None."""
+        return None if self._ws_fn is None else self._ws_fn(state)
+
     def _ends(self, dones, done_all, state, info):
         """(terminated, truncated) per agent from jaxmarl's dones (see the module docstring)."""
         ended = dones | done_all

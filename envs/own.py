@@ -7,6 +7,8 @@ shows in seconds (see tests/test_learning.py):
   observation constant. With correct truncation bootstrapping V = 1/(1-gamma).
 - `probe-action`: one step, observation ±1, reward 1 when action == (obs > 0).
 - `probe-continuous`: one step, observation x in [-1, 1], reward -(a - x)^2.
+
+Two-player zero-sum games (`tictactoe`, `connect4`, `sumo`) live in `games`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl.envs.core import Environment
+from jaxrl.envs.games import ConnectFour, Sumo, TicTacToe
 from jaxrl.envs.spaces import Box, Discrete
 
 
@@ -97,6 +100,9 @@ _ENVS = {
     "probe-timelimit": ProbeTimeLimit,
     "probe-action": ProbeAction,
     "probe-continuous": ProbeContinuous,
+    "tictactoe": TicTacToe,
+    "connect4": ConnectFour,
+    "sumo": Sumo,
 }
 
 

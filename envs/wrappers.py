@@ -52,26 +52,64 @@ class EpisodeStatistics(Wrapper):
 
     At the step an episode ends, `info["episode_done"]` is True and
     `info["episode_return"]` / `info["episode_length"]` hold its totals.
-    Multi-agent returns are summed over agents (team return).
+    Multi-agent returns are kept per agent ([num_agents]).
     """
 
     def reset(self, key, params):
         obs, state = self.env.reset(key, params)
-        return obs, EpisodeStatsState(state, jnp.zeros(()), jnp.zeros((), jnp.int32))
+        returns = jnp.zeros(() if self.num_agents is None else (self.num_agents,))
+        return obs, EpisodeStatsState(state, returns, jnp.zeros((), jnp.int32))
 
     def step(self, key, state, action, params):
         obs, env_state, reward, terminated, truncated, info = self.env.step(key, state.env_state, action, params)
         done = jnp.logical_or(terminated, truncated)
         if self.num_agents is not None:
-            reward_total, done = jnp.sum(reward), jnp.all(done)
-        else:
-            reward_total = reward
-        ep_return = state.episode_return + reward_total
+            done = jnp.all(done)
+        ep_return = state.episode_return + reward
         ep_length = state.episode_length + 1
         info = {**info, "episode_done": done, "episode_return": ep_return, "episode_length": ep_length}
         keep = 1 - done
         new_state = EpisodeStatsState(env_state, ep_return * keep, ep_length * keep)
         return obs, new_state, reward, terminated, truncated, info
+
+
+class AgentView(Wrapper):
+    """Multi-agent observations as one pytree, so rollouts, auto-reset and bootstrapping carry
+    everything a shared policy needs about the state the observation came from:
+
+        {"obs": [A, *obs_shape], "action_mask": [A, n] bool (discrete actions),
+         "active": [A] bool (whose actions the env uses now), "world_state": [*ws_shape] (optional)}
+
+    Environments may define `action_mask(state)`, `active(state)` and `world_state(state)`;
+    without them every action is legal, every agent acts, and the world state is the
+    concatenation of the agents' observations.
+    """
+
+    def __init__(self, env: Environment, world_state: bool = False):
+        super().__init__(env)
+        self.with_world_state = world_state
+
+    def view(self, obs, state) -> dict:
+        env, n = self.env, self.env.num_agents
+        out = {"obs": obs}
+        space = env.action_space(env.default_params)
+        if not isinstance(space, Box):
+            mask = getattr(env, "action_mask", None)
+            out["action_mask"] = mask(state) if mask else jnp.ones((n, space.n), bool)
+        active = getattr(env, "active", None)
+        out["active"] = active(state) if active else jnp.ones((n,), bool)
+        if self.with_world_state:
+            ws = getattr(env, "world_state", lambda s: None)(state)
+            out["world_state"] = obs.reshape(-1) if ws is None else ws.astype(jnp.float32)
+        return out
+
+    def reset(self, key, params):
+        obs, state = self.env.reset(key, params)
+        return self.view(obs, state), state
+
+    def step(self, key, state, action, params):
+        obs, state, reward, terminated, truncated, info = self.env.step(key, state, action, params)
+        return self.view(obs, state), state, reward, terminated, truncated, info
 
 
 class ClipAction(Wrapper):
@@ -139,7 +177,11 @@ class NormalizeObservation(Wrapper):
                                jax.tree.map(lambda _: False, state.obs_stats))
 
 
-def make_vec_env(env: Environment, num_envs: int, normalize_obs: bool = False, update_stats: bool = True) -> Environment:
-    """The standard training stack: clip → auto-reset → episode stats → vmap → normalise."""
+def make_vec_env(env: Environment, num_envs: int, normalize_obs: bool = False, update_stats: bool = True,
+                 world_state: bool = False) -> Environment:
+    """The standard training stack: clip → (agent view) → auto-reset → episode stats → vmap → normalise.
+    Multi-agent envs get `AgentView` observations (with the world state if `world_state`)."""
+    if env.num_agents is not None:
+        env = AgentView(env, world_state)
     vec = Vectorize(EpisodeStatistics(AutoReset(ClipAction(env))), num_envs)
     return NormalizeObservation(vec, update_stats) if normalize_obs else vec

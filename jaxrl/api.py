@@ -341,6 +341,9 @@ def evaluate_state(config, policy: dict, episodes: int, seed: int = 0) -> dict:
     from jaxrl.evaluate import evaluate_policy
 
     module = algos.get(config_algo(config))
+    own = getattr(module, "evaluate", None)  # an algorithm's own evaluation (self-play: games won)
+    if own is not None and (result := own(config, policy, episodes, seed)) is not None:
+        return result
     env = envs.make(config.env)
     act = module.make_policy(config, env, env.default_params)
     num_seeds = jax.tree.leaves(policy)[0].shape[0]

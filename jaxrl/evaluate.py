@@ -5,14 +5,18 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxrl.envs import ClipAction, EpisodeStatistics, Vectorize
+from jaxrl.envs import AgentView, ClipAction, EpisodeStatistics, Vectorize
 
 
 def evaluate_policy(env, env_params, act, policy_state, key, episodes: int, max_steps: int = 100_000):
     """Run `episodes` episodes in parallel with `act(policy_state, obs) -> action` until each ends.
 
+    Multi-agent envs hand `act` AgentView observations, and an episode's return is the
+    team's: summed over agents.
     Returns (returns [episodes], lengths [episodes], finished [episodes] bool).
     """
+    if env.num_agents is not None:
+        env = AgentView(env)
     venv = Vectorize(EpisodeStatistics(ClipAction(env)), episodes)
     key, reset_key = jax.random.split(key)
     obs, state = venv.reset(reset_key, env_params)
@@ -27,7 +31,8 @@ def evaluate_policy(env, env_params, act, policy_state, key, episodes: int, max_
         key, step_key = jax.random.split(key)
         obs, state, _, _, _, info = venv.step(step_key, state, act(policy_state, obs), env_params)
         first_end = jnp.logical_and(info["episode_done"], ~done)
-        returns = jnp.where(first_end, info["episode_return"], returns)
+        episode_return = info["episode_return"] if env.num_agents is None else info["episode_return"].sum(-1)
+        returns = jnp.where(first_end, episode_return, returns)
         lengths = jnp.where(first_end, info["episode_length"], lengths)
         return t + 1, key, obs, state, jnp.logical_or(done, info["episode_done"]), returns, lengths
 

@@ -28,22 +28,36 @@ def gae(rewards, values, next_values, terminated, done, gamma, gae_lambda):
     return advantages, advantages + values
 
 
-def ppo_policy_loss(log_prob, old_log_prob, advantages, clip_eps):
-    """Clipped surrogate objective (to minimise); also returns clip fraction and approx KL."""
+def mean(x, weights=None):
+    """Mean of `x`, or its weighted mean (samples with weight 0 do not count; 0 if none counts)."""
+    if weights is None:
+        return x.mean()
+    return (x * weights).sum() / jnp.maximum(weights.sum(), 1e-8)
+
+
+def normalize(x, weights=None):
+    """Standardise `x` (advantages) over the samples that count."""
+    mu = mean(x, weights)
+    return (x - mu) / (jnp.sqrt(mean(jnp.square(x - mu), weights)) + 1e-8)
+
+
+def ppo_policy_loss(log_prob, old_log_prob, advantages, clip_eps, weights=None):
+    """Clipped surrogate objective (to minimise); also returns clip fraction and approx KL.
+    `weights` (0/1) drops samples whose action did not count (e.g. a board-game seat not to move)."""
     log_ratio = log_prob - old_log_prob
     ratio = jnp.exp(log_ratio)
     unclipped = ratio * advantages
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
-    loss = -jnp.minimum(unclipped, clipped).mean()
-    clip_frac = (jnp.abs(ratio - 1.0) > clip_eps).mean()
-    approx_kl = ((ratio - 1.0) - log_ratio).mean()
+    loss = -mean(jnp.minimum(unclipped, clipped), weights)
+    clip_frac = mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), weights)
+    approx_kl = mean((ratio - 1.0) - log_ratio, weights)
     return loss, clip_frac, approx_kl
 
 
-def value_loss(values, old_values, targets, clip_eps, clip: bool):
+def value_loss(values, old_values, targets, clip_eps, clip: bool, weights=None):
     """0.5 * squared error, optionally with PPO's value clipping around the old prediction."""
     loss = jnp.square(values - targets)
     if clip:
         clipped = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
         loss = jnp.maximum(loss, jnp.square(clipped - targets))
-    return 0.5 * loss.mean()
+    return 0.5 * mean(loss, weights)

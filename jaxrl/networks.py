@@ -66,6 +66,8 @@ class ActorCritic(nn.Module):
 
     `obs` is [..., *obs_shape] with `obs_ndim = len(obs_shape)`. Discrete:
     returns (logits [.., n], value [..]); continuous: ((mean, log_std), value).
+    `critic_obs` (same leading axes, already flat) feeds the critic instead of `obs`:
+    a centralised critic on the world state (MAPPO).
     """
 
     action_dim: int
@@ -83,11 +85,16 @@ class ActorCritic(nn.Module):
     def _flat(self, obs):
         return obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,)).astype(jnp.float32)
 
-    def __call__(self, obs):
+    def __call__(self, obs, critic_obs=None):
         x = self._flat(obs)
         head = self.actor(x)
         dist = head if self.discrete else (head, jnp.broadcast_to(self.log_std, head.shape))
-        return dist, self.critic(x)[..., 0]
+        return dist, self.critic(x if critic_obs is None else critic_obs.astype(jnp.float32))[..., 0]
 
-    def value(self, obs):
-        return self.critic(self._flat(obs))[..., 0]
+    def policy(self, obs):
+        """The action distribution alone (an opponent's move needs no value)."""
+        head = self.actor(self._flat(obs))
+        return head if self.discrete else (head, jnp.broadcast_to(self.log_std, head.shape))
+
+    def value(self, obs, critic_obs=None):
+        return self.critic(self._flat(obs) if critic_obs is None else critic_obs.astype(jnp.float32))[..., 0]

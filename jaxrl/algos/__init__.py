@@ -11,6 +11,8 @@ from jaxrl.errors import JaxrlError
 
 ALGOS = {
     "ppo": ("jaxrl.algos.ppo", "Proximal Policy Optimisation, discrete and continuous actions"),
+    "ippo": ("jaxrl.algos.ippo", "multi-agent PPO, parameters shared by all agents; self-play on two-player games"),
+    "mappo": ("jaxrl.algos.mappo", "ippo with a centralised critic on the world state"),
 }
 
 

@@ -1,0 +1,398 @@
+"""Multi-agent PPO with one set of parameters shared by every agent.
+
+IPPO: each agent's critic sees its own observation. MAPPO (`critic=world_state`, the `mappo`
+algorithm): a centralised critic on the env's world state (SMAX, jaxnav) or, where the env has
+none, all agents' observations. Agents are the env layer's stacked agent axis; actions are
+sampled under each agent's legal-action mask, and agents that do not act (a board-game seat
+not to move) do not count in the policy loss.
+
+With `selfplay` set, the env is a two-sided zero-sum game: the learner controls one side of
+each env (half the envs each side) and an opponent from `jaxrl.selfplay` the other, or
+itself on both sides (latest). `selfplay=population` trains `population_size` policies at
+once, vmapped, each on its own block of envs.
+
+Reads top to bottom: config, runner state, `make_program` (init + one update:
+pick_opponents -> collect_rollout -> compute_advantages -> learn -> league bookkeeping),
+`make_train`, `policy_state`, `make_policy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import distributions, envs, loop, selfplay
+from jaxrl.algos.ppo import make_optimizer
+from jaxrl.config import ConfigError, dynamic, hparams, run, static, validate_fields
+from jaxrl.losses import gae, normalize, ppo_policy_loss, value_loss
+from jaxrl.losses import mean as weighted_mean
+from jaxrl.networks import ACTIVATIONS, ActorCritic
+from jaxrl.rollout import collect_rollout
+
+
+@dataclass(frozen=True)
+class Config:
+    # static: shapes and program structure. Defaults: JaxMARL's IPPO baseline on MPE.
+    env: str = static("jaxmarl:MPE_simple_spread_v3", "multi-agent environment id (see `jaxrl envs`)")
+    num_envs: int = static(16, "parallel environments per seed", low=1)
+    num_steps: int = static(128, "rollout length per environment and update", low=1)
+    update_epochs: int = static(4, "passes over each rollout", low=1)
+    num_minibatches: int = static(4, "minibatches per epoch; must divide (num_envs/policies)*num_agents*num_steps",
+                                  low=1)
+    hidden_sizes: tuple = static((64, 64), "hidden layer widths of actor and critic", low=1)
+    activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
+    anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
+    clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps)")
+    normalize_advantages: bool = static(True, "standardise advantages per minibatch")
+    agent_ids: bool = static(False, "append each agent's one-hot id to its observation")
+    critic: str = static("local", "critic input: local (own observation, IPPO) or world_state (MAPPO)",
+                         choices=("local", "world_state"))
+    selfplay: str = static("off", "self-play opponents on a two-sided zero-sum game", choices=selfplay.MODES)
+    population_size: int = static(1, "policies trained together (selfplay=population)", low=1)
+    pool_size: int = static(16, "past policies kept on device (pool/pfsp opponents; rated after training)", low=1)
+    snapshot_every: int = static(0, "updates between pool snapshots (0: pool_size snapshots over the run)", low=0)
+    opponent_groups: int = static(4, "env groups per policy, each facing its own opponent per update", low=1)
+    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)",
+                                    low=0)
+    unroll: int = static(1, "loop unrolling of the rollout scan", low=1)
+    # dynamic: traced numbers
+    lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
+    gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
+    gae_lambda: float = dynamic(0.95, "GAE lambda", low=0.0, high=1.0)
+    clip_eps: float = dynamic(0.2, "PPO ratio clipping epsilon", low=0.0, low_open=True)
+    ent_coef: float = dynamic(0.01, "entropy bonus coefficient", low=0.0)
+    vf_coef: float = dynamic(0.5, "value loss coefficient", low=0.0)
+    max_grad_norm: float = dynamic(0.5, "global gradient-norm clip", low=0.0, low_open=True)
+    pfsp_power: float = dynamic(2.0, "pfsp: snapshot weight (1 - learner's score against it)^p", low=0.0)
+    # run: host-side only
+    total_timesteps: int = run(10_000_000, "env steps per seed (one step of an env moves all its agents)", low=1)
+    seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
+    num_seeds: int = run(1, "independent seeds trained together in one program", low=1)
+
+    def __post_init__(self):
+        validate_fields(self)
+        population = self.selfplay == "population"
+        if population != (self.population_size > 1):
+            raise ConfigError(f"population_size={self.population_size} needs selfplay=population with a size >= 2 "
+                              f"(selfplay={self.selfplay})")
+        if self.selfplay != "off" and self.num_envs % (2 * self.blocks):
+            raise ConfigError(
+                f"num_envs={self.num_envs} must split into {self.policies} policies x {self.blocks // self.policies} "
+                f"opponent groups x 2 seats; use a multiple of {2 * self.blocks}")
+        if self.total_timesteps < self.num_envs * self.num_steps:
+            raise ConfigError(f"total_timesteps={self.total_timesteps} is smaller than one update "
+                              f"(num_envs*num_steps={self.num_envs * self.num_steps})")
+
+    @property
+    def policies(self) -> int:
+        """Policies trained (P): the population size, else 1."""
+        return self.population_size if self.selfplay == "population" else 1
+
+    @property
+    def blocks(self) -> int:
+        """Env blocks of one update that each face one opponent (P * groups), 1 without opponents."""
+        sampled = self.selfplay in ("pool", "pfsp", "population")
+        return self.policies * (self.opponent_groups if sampled else 1)
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // (self.num_envs * self.num_steps)
+
+    @property
+    def snapshot_interval(self) -> int:
+        return self.snapshot_every or max(1, -(-self.num_updates // self.pool_size))
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Board games: bigger nets, more envs, shorter runs; self-play against a pool of past selves.
+    "jaxrl:tictactoe": dict(num_envs=64, num_steps=32, hidden_sizes=(128, 128), lr=1e-3, ent_coef=0.01,
+                            selfplay="pfsp", total_timesteps=2_000_000),
+    "jaxrl:connect4": dict(num_envs=128, num_steps=32, hidden_sizes=(256, 256), lr=5e-4, ent_coef=0.01,
+                           selfplay="pfsp", total_timesteps=10_000_000),
+    "jaxrl:sumo": dict(num_envs=64, num_steps=64, hidden_sizes=(64, 64), lr=3e-4, selfplay="pfsp",
+                       total_timesteps=5_000_000),
+}
+
+
+@struct.dataclass
+class RunnerState:
+    params: Any  # [P, ...] one parameter set per trained policy
+    opt_state: Any  # [P, ...]
+    env_state: Any
+    obs: dict  # AgentView observations, leaves [num_envs, num_agents, ...]
+    key: jax.Array
+    update_idx: jax.Array
+    num_updates: jax.Array
+    hparams: dict
+    league: selfplay.League
+
+
+def make_network(config: Config, env: envs.Environment, env_params) -> tuple[ActorCritic, bool]:
+    if env.num_agents is None:
+        raise ConfigError(f"{config_name(config)} is a multi-agent algorithm; {config.env} is single-agent "
+                          f"(use --algo ppo)")
+    act_space = env.action_space(env_params)
+    discrete = isinstance(act_space, envs.Discrete)
+    action_dim = act_space.n if discrete else envs.flat_dim(act_space)
+    return ActorCritic(action_dim, discrete, 1, config.hidden_sizes, config.activation), discrete
+
+
+def config_name(config: Config) -> str:
+    return "mappo" if config.critic == "world_state" else "ippo"
+
+
+def make_inputs(config: Config, num_agents: int, obs_ndim: int, ws_ndim: int):
+    """(actor_input, critic_input) of AgentView observations (leaves [..., A, ...]) -> [..., A, features]."""
+
+    def flat(x, ndim):
+        return x.reshape(x.shape[: x.ndim - ndim] + (-1,)).astype(jnp.float32)
+
+    def with_ids(x):
+        return jnp.concatenate([x, jnp.broadcast_to(jnp.eye(num_agents), x.shape[:-1] + (num_agents,))], -1)
+
+    def actor_input(view):
+        x = flat(view["obs"], obs_ndim)
+        return with_ids(x) if config.agent_ids else x
+
+    def critic_input(view):
+        if config.critic == "local":
+            return None
+        ws = flat(view["world_state"], ws_ndim)  # [..., W]: one per env, the same for its agents
+        return with_ids(jnp.broadcast_to(ws[..., None, :], ws.shape[:-1] + (num_agents, ws.shape[-1])))
+
+    return actor_input, critic_input
+
+
+def view_inputs(config: Config, env: envs.Environment, env_params):
+    """`make_inputs` for `env` (unwrapped), from the shapes of its AgentView observation."""
+    view = jax.eval_shape(lambda k: envs.AgentView(env, config.critic == "world_state").reset(k, env_params)[0],
+                          jax.random.PRNGKey(0))
+    ws_ndim = len(view["world_state"].shape) if "world_state" in view else 0
+    return make_inputs(config, env.num_agents, len(view["obs"].shape) - 1, ws_ndim)
+
+
+def masked(dist, view, discrete: bool):
+    """Logits with illegal actions removed; rows with no legal action (agent not acting) stay as they are."""
+    if not discrete or "action_mask" not in view:
+        return dist
+    mask = view["action_mask"]
+    mask = mask | ~jnp.any(mask, -1, keepdims=True)
+    return jnp.where(mask, dist, -1e9)
+
+
+def make_program(config: Config) -> loop.Program:
+    base_env = envs.make(config.env)
+    env_params = base_env.default_params
+    network, discrete = make_network(config, base_env, env_params)
+    num_agents = base_env.num_agents
+    games = config.selfplay != "off"
+    sides = selfplay.sides_of(base_env, config.env) if games else jnp.zeros(num_agents, jnp.int32)
+    env = envs.make_vec_env(base_env, config.num_envs, world_state=config.critic == "world_state")
+    P, B, N = config.policies, config.blocks, config.num_envs
+    samples = (N // P) * num_agents * config.num_steps
+    if samples % config.num_minibatches:
+        raise ConfigError(f"(num_envs/policies)*num_agents*num_steps = ({N}/{P})*{num_agents}*{config.num_steps} = "
+                          f"{samples} is not divisible by num_minibatches={config.num_minibatches}")
+    actor_input, critic_input = view_inputs(config, base_env, env_params)
+    # The learner's side of each env alternates, so every block plays both seats equally. Results are
+    # counted from that side; against itself (latest) the learner trains on every side.
+    mine = sides[None, :] == (jnp.arange(N) % 2)[:, None]  # [N, A]
+    learner = mine if config.selfplay not in ("off", "latest") else jnp.ones((N, num_agents), bool)
+
+    def split(x, parts):  # [N, ...] -> [parts, N/parts, ...]
+        return x.reshape((parts, x.shape[0] // parts) + x.shape[1:])
+
+    def per_block(fn):
+        """vmap over blocks; a single block is called directly (a vmap of size 1 runs slower on CPU)."""
+        def call(*args):
+            if jax.tree.leaves(args)[0].shape[0] > 1:
+                return jax.vmap(fn)(*args)
+            return jax.tree.map(lambda x: x[None], fn(*jax.tree.map(lambda x: x[0], args)))
+        return call
+
+    def merge(x):
+        return x.reshape((-1,) + x.shape[2:])
+
+    def forward(params, view):
+        """Every policy on its block of envs: params [P, ...], view leaves [N, A, ...] -> dist, value [N, A]."""
+        x, c = jax.tree.map(lambda a: split(a, P), (actor_input(view), critic_input(view)))
+        dist, value = per_block(network.apply)(params, x, c)
+        return masked(jax.tree.map(merge, dist), view, discrete), merge(value)
+
+    def opponent_forward(opp_params, view):
+        """Opponent j on env block j: opp_params [B, ...] -> dist [N, A, ...]."""
+        dist = per_block(lambda p, x: network.apply(p, x, method=ActorCritic.policy))(
+            opp_params, split(actor_input(view), B))
+        return masked(jax.tree.map(merge, dist), view, discrete)
+
+    def init(key, hp):
+        key, net_key, env_key = jax.random.split(key, 3)
+        view, env_state = env.reset(env_key, env_params)
+        x, c = jax.tree.map(lambda a: a[:1], (actor_input(view), critic_input(view)))
+        params = jax.vmap(lambda k: network.init(k, x, c))(jax.random.split(net_key, P))  # members differ
+        opt_state = jax.vmap(make_optimizer(hp, 0.0).init)(params)
+        league = selfplay.init_league(jax.tree.map(lambda x: x[0], params), config.pool_size, P)
+        hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
+        return RunnerState(params, opt_state, env_state, view, key, jnp.int32(0), jnp.int32(config.num_updates),
+                           hp, league)
+
+    def policy(params, opp_params):
+        def act(key, view):
+            key, opp_key = jax.random.split(key)
+            dist, value = forward(params, view)
+            action, log_prob = distributions.sample_log_prob(key, dist, discrete)
+            if opp_params is not None:
+                opp_action, _ = distributions.sample_log_prob(opp_key, opponent_forward(opp_params, view), discrete)
+                pick = learner if discrete else learner[..., None]
+                action = jnp.where(pick, action, opp_action)
+            return action, {"log_prob": log_prob, "value": value}
+
+        return act
+
+    def compute_advantages(params, traj, hp):
+        next_values = jax.vmap(lambda v: forward(params, v)[1])(traj.next_obs)
+        return gae(traj.reward, traj.extras["value"], next_values, traj.terminated, traj.done,
+                   hp["gamma"], hp["gae_lambda"])
+
+    def loss_fn(params, batch, hp):
+        dist, values = network.apply(params, batch["x"], batch["c"])
+        if discrete:
+            dist = jnp.where(batch["mask"], dist, -1e9)
+        log_prob = distributions.log_prob(dist, batch["action"], discrete)
+        advantages, w = batch["advantages"], batch["acts"]
+        if config.normalize_advantages:
+            advantages = normalize(advantages, w)
+        pi_loss, clip_frac, approx_kl = ppo_policy_loss(log_prob, batch["log_prob"], advantages, hp["clip_eps"], w)
+        v_loss = value_loss(values, batch["value"], batch["targets"], hp["clip_eps"], config.clip_value,
+                            batch["learns"])
+        entropy = weighted_mean(distributions.entropy(dist, discrete), w)
+        total = pi_loss + hp["vf_coef"] * v_loss - hp["ent_coef"] * entropy
+        return total, {"policy_loss": pi_loss, "value_loss": v_loss, "entropy": entropy,
+                       "approx_kl": approx_kl, "clip_frac": clip_frac}
+
+    def update_minibatch(carry, batch):
+        params, opt_state, hp, lr = carry
+        grads, stats = jax.grad(loss_fn, has_aux=True)(params, batch, hp)
+        updates, opt_state = make_optimizer(hp, lr).update(grads, opt_state, params)
+        stats["grad_norm"] = optax.tree.norm(grads)
+        return (optax.apply_updates(params, updates), opt_state, hp, lr), stats
+
+    def learn(params, opt_state, batch, key, hp, lr):
+        """PPO epochs of one policy on its samples (leaves [samples, ...])."""
+
+        def epoch(carry, epoch_key):
+            order = jax.random.permutation(epoch_key, samples)
+            shuffled = jax.tree.map(lambda x: x[order].reshape((config.num_minibatches, -1) + x.shape[1:]), batch)
+            return jax.lax.scan(update_minibatch, carry, shuffled)
+
+        (params, opt_state, *_), stats = jax.lax.scan(epoch, (params, opt_state, hp, lr),
+                                                      jax.random.split(key, config.update_epochs))
+        return params, opt_state, jax.tree.map(jnp.mean, stats)
+
+    def per_policy(x):
+        """[T, N, A, ...] -> [P, T * N/P * A, ...]: each policy's own samples."""
+        t = x.shape[0]
+        x = x.reshape((t, P, N // P) + x.shape[2:])
+        return jnp.moveaxis(x, 1, 0).reshape((P, -1) + x.shape[4:])
+
+    def outcomes(traj):
+        """Per finished episode, from the learner's side: score (win 1, draw 1/2), won, drew; and [B] sums."""
+        ours = (traj.episode_return * mine).sum(-1)  # [T, N]
+        theirs = (traj.episode_return * ~mine).sum(-1)
+        done = traj.episode_done.astype(jnp.float32)
+        won, drew = done * (ours > theirs), done * (ours == theirs)
+        by_block = lambda x: x.reshape(x.shape[0], B, -1).sum((0, 2))
+        return won, drew, by_block(won + 0.5 * drew), by_block(done)
+
+    def update(state: RunnerState):
+        hp = state.hparams
+        key, opp_key, rollout_key, learn_key = jax.random.split(state.key, 4)
+        opp_params, opp_index = None, None
+        if config.selfplay in ("pool", "pfsp", "population"):
+            opp_params, opp_index = selfplay.pick_opponents(state.league, state.params, opp_key, config.selfplay,
+                                                            P, B // P, hp["pfsp_power"])
+        traj, env_state, view = collect_rollout(env, env_params, policy(state.params, opp_params), state.env_state,
+                                                state.obs, rollout_key, config.num_steps, config.unroll)
+        advantages, targets = compute_advantages(state.params, traj, hp)
+        learns = jnp.broadcast_to(learner, traj.reward.shape)
+        batch = {"x": actor_input(traj.obs), "c": critic_input(traj.obs), "action": traj.action,
+                 "log_prob": traj.extras["log_prob"], "value": traj.extras["value"], "advantages": advantages,
+                 "targets": targets, "learns": learns.astype(jnp.float32),
+                 "acts": (learns & traj.obs["active"]).astype(jnp.float32)}
+        if discrete:
+            batch["mask"] = traj.obs["action_mask"] | ~jnp.any(traj.obs["action_mask"], -1, keepdims=True)
+        frac = 1.0 - state.update_idx / state.num_updates if config.anneal_lr else 1.0
+        lr = hp["lr"] * frac
+        params, opt_state, stats = per_block(lambda *a: learn(*a, hp, lr))(
+            state.params, state.opt_state, jax.tree.map(per_policy, batch), jax.random.split(learn_key, P))
+        league = state.league
+        metrics = {k: v.mean() for k, v in stats.items()} | {"lr": lr}
+        done = traj.episode_done.astype(jnp.float32)
+        metrics["episodes"] = done.sum()
+        if games:
+            won, drew, block_score, block_games = outcomes(traj)
+            side_return = (traj.episode_return * mine).sum(-1) / mine.sum(-1)
+            metrics["episode_return_sum"] = (side_return * done).sum()
+            metrics["win_rate"] = won.sum() / jnp.maximum(done.sum(), 1.0)
+            metrics["draw_rate"] = drew.sum() / jnp.maximum(done.sum(), 1.0)
+            if opp_index is not None:
+                league = selfplay.record(league, opp_index, block_score, block_games)
+            take = (state.update_idx + 1) % config.snapshot_interval == 0
+            league = jax.lax.cond(take, lambda lg: selfplay.snapshot(lg, jax.tree.map(lambda x: x[0], params),
+                                                                      state.update_idx + 1), lambda lg: lg, league)
+        else:  # the team's return: summed over agents (as JaxMARL's MPE baselines report it)
+            metrics["episode_return_sum"] = (traj.episode_return.sum(-1) * done).sum()
+        metrics["episode_length_sum"] = (traj.episode_length * done).sum()
+        new_state = RunnerState(params, opt_state, env_state, view, key, state.update_idx + 1, state.num_updates,
+                                hp, league)
+        return new_state, metrics
+
+    updates_per_chunk = config.updates_per_chunk or loop.auto_chunk(config.num_updates)
+    return loop.Program(init, update, config.num_updates, config.num_envs * config.num_steps,
+                        min(updates_per_chunk, config.num_updates))
+
+
+def make_train(config: Config):
+    """`train(key) -> (runner_state, metrics)`: one compiled program, vmappable over keys."""
+    return loop.make_train(make_program(config), hparams(config))
+
+
+def policy_state(state: RunnerState) -> dict:
+    """Parameters of every trained policy ([P, ...]) and the snapshot pool with its update stamps."""
+    return {"params": state.params, "pool": state.league.pool, "pool_update": state.league.pool_update}
+
+
+def make_actor(config: Config, env: envs.Environment, env_params, stochastic: bool = False):
+    """`act(params, view, key=None) -> action [.., A]`: one policy (unstacked params) on AgentView
+    observations; the mode of the masked distribution, or a sample when `stochastic`."""
+    network, discrete = make_network(config, env, env_params)
+    actor_input, _ = view_inputs(config, env, env_params)
+
+    def act(params, view, key=None):
+        dist = masked(network.apply(params, actor_input(view), method=ActorCritic.policy), view, discrete)
+        if stochastic:
+            return distributions.sample_log_prob(key, dist, discrete)[0]
+        return distributions.mode(dist, discrete)
+
+    return act
+
+
+def make_policy(config: Config, env: envs.Environment, env_params):
+    """`act(policy_state, view) -> action`: the deterministic policy of the first trained policy."""
+    act = make_actor(config, env, env_params)
+    return lambda pstate, view: act(jax.tree.map(lambda x: x[0], pstate["params"]), view)
+
+
+def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0) -> dict | None:
+    """Self-play runs: results against the game's scripted opponents in each seat (jaxrl.arena);
+    None for the others (the default return evaluation applies)."""
+    if config.selfplay == "off":
+        return None
+    from jaxrl import arena
+
+    return arena.evaluate_scripted(config, policy, episodes, seed)

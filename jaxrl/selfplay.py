@@ -1,0 +1,91 @@
+"""Self-play on two-sided zero-sum games: who plays whom, inside the compiled program.
+
+Modes (`selfplay` in the ippo/mappo config):
+- latest: the learner plays itself (mirror); every seat's experience trains it.
+- pool: each env group faces a snapshot drawn uniformly from the pool of past policies.
+- pfsp: prioritised fictitious self-play: snapshot i is drawn with weight (1 - w_i)^p,
+  w_i the learner's recent score against it (win 1, draw 1/2), so hard opponents come back.
+- population: N policies train together (vmapped); each env group of member p faces another
+  member drawn uniformly.
+The pool (ring buffer of `pool_size` snapshots of policy 0) and the score table live in the
+runner state as a `League`, so snapshots, sampling and matchmaking never leave the device.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxrl.errors import JaxrlError
+
+MODES = ("off", "latest", "pool", "pfsp", "population")
+SCORE_DECAY = 0.98  # per update: the score table follows the learner as it improves
+
+
+@struct.dataclass
+class League:
+    pool: Any  # params snapshots [S, ...] of policy 0
+    pool_update: jax.Array  # [S] update after which each snapshot was taken (-1: empty slot)
+    count: jax.Array  # snapshots taken so far (slot = count % S)
+    score: jax.Array  # [S + P] decayed learner score against each snapshot, then each member
+    games: jax.Array  # [S + P] decayed games behind `score`
+
+
+def sides_of(env, env_id: str) -> jax.Array:
+    """[num_agents] side (0/1) of each agent; a clear error for games self-play cannot use."""
+    sides = getattr(env.unwrapped, "sides", None)
+    if env.num_agents is None or sides is None or not getattr(env.unwrapped, "zero_sum", False):
+        raise JaxrlError(f"self-play needs a two-sided zero-sum game; {env_id} declares no competing sides "
+                         f"(games: jaxrl:tictactoe, jaxrl:connect4, jaxrl:sumo)")
+    sides = tuple(int(s) for s in sides)
+    if sorted(set(sides)) != [0, 1] or sides.count(0) != sides.count(1):
+        raise JaxrlError(f"self-play needs two sides of equal size; {env_id} has sides {sides}")
+    return jnp.asarray(sides, jnp.int32)
+
+
+def init_league(params, pool_size: int, members: int) -> League:
+    """A pool holding the initial policy (params of policy 0) in slot 0."""
+    pool = jax.tree.map(lambda x: jnp.zeros((pool_size,) + x.shape, x.dtype).at[0].set(x), params)
+    pool_update = jnp.full((pool_size,), -1, jnp.int32).at[0].set(0)
+    zeros = jnp.zeros((pool_size + members,), jnp.float32)
+    return League(pool, pool_update, jnp.int32(1), zeros, zeros)
+
+
+def snapshot(league: League, params, update) -> League:
+    """Put `params` (one policy) into the next pool slot, forgetting the scores against the old one."""
+    size = league.pool_update.shape[0]
+    slot = league.count % size
+    pool = jax.tree.map(lambda p, x: p.at[slot].set(x), league.pool, params)
+    return League(pool, league.pool_update.at[slot].set(update), league.count + 1,
+                  league.score.at[slot].set(0.0), league.games.at[slot].set(0.0))
+
+
+def pick_opponents(league: League, params, key, mode: str, members: int, groups: int, power):
+    """Opponents of the P*G env blocks of one update (member-major): (params [P*G, ...], index [P*G]).
+
+    index < S names a pool slot, index S + j population member j.
+    """
+    size = league.pool_update.shape[0]
+    if mode == "population":
+        shift = jax.random.randint(key, (members, groups), 1, members)  # any member but oneself
+        member = (jnp.arange(members)[:, None] + shift) % members
+        index = member.reshape(-1)
+        return jax.tree.map(lambda x: x[index], params), size + index
+    filled = league.pool_update >= 0
+    weight = jnp.ones(size)
+    if mode == "pfsp":
+        rate = (league.score[:size] + 0.5) / (league.games[:size] + 1.0)  # prior: one drawn game
+        weight = jnp.power(1.0 - rate, power) + 1e-3  # every snapshot keeps a small chance
+    logits = jnp.where(filled, jnp.log(weight), -jnp.inf)
+    index = jax.random.categorical(key, logits, shape=(members * groups,))
+    return jax.tree.map(lambda x: x[index], league.pool), index
+
+
+def record(league: League, index, score, games) -> League:
+    """Add the learner's results of one update (score and games [P*G] against opponents `index`)."""
+    new_score = (league.score * SCORE_DECAY).at[index].add(score)
+    new_games = (league.games * SCORE_DECAY).at[index].add(games)
+    return league.replace(score=new_score, games=new_games)
