@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from jaxrl import algos, checkpoint, records
-from jaxrl.config import check_keys, load_yaml, to_dict
+from jaxrl.config import check_keys, hparams, load_yaml, to_dict
 from jaxrl.errors import JaxrlError
 
 
@@ -148,6 +148,9 @@ def train(config, out: str | None = None, progress: bool = True, record: bool = 
     algo = config_algo(config)
     program = algos.get(algo).make_program(config)  # builds the env, checks it fits the algorithm
     layout = devices_.plan(devices, config.num_seeds, program.env_shards)
+    from jaxrl import loop
+
+    loop.check_memory(program, run_keys(config)[1], hparams(config), layout.describe()["devices"])
     run_dir = records.new_run_dir(out, algo, config.env) if record else None
     rec = records.RunRecord(run_dir, to_dict(config), algo, checkpoint_every=checkpoint_every,
                             keep_checkpoints=keep_checkpoints, **layout.describe()) \
@@ -172,7 +175,6 @@ def _execute(config, program, layout, run_dir, rec, progress: bool, eval_episode
     Every process runs this; only the one holding `rec` (process 0) writes the record, all of
     them take part in checkpoint writes."""
     from jaxrl import devices, loop
-    from jaxrl.config import hparams
     from jaxrl.errors import Preempted
     from jaxrl.preemption import PreemptionGuard
 
@@ -244,6 +246,8 @@ def _execute(config, program, layout, run_dir, rec, progress: bool, eval_episode
             summary["eval"] = evaluate_state(config, policy, eval_episodes, seed=config.seed)
         if rec:
             records.plot_curves(rec.path, metrics, program.steps_per_update, f"{algo} on {config.env}")
+            if hasattr(module, "report"):  # an algorithm's own after-training record (self-play ratings)
+                summary.update(module.report(config, policy, rec.path, program.steps_per_update))
             summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
             rec.write_summary(summary)
             rec.finish("finished")
@@ -262,7 +266,7 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
 
     from jaxrl import devices as devices_
     from jaxrl import loop, sweep
-    from jaxrl.config import fields_of, hparams
+    from jaxrl.config import fields_of
 
     if sweep.is_sweep_dir(run_dir):
         if from_checkpoint is not None or overrides:
@@ -375,14 +379,68 @@ def load_run_config(run_dir: str | Path):
     return resolve_config(algo, str(run_dir / "config.yaml"))
 
 
-def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0, step: int | None = None) -> dict:
-    """`jaxrl eval`: restore the run's policy checkpoint and evaluate it deterministically."""
+def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0, step: int | None = None,
+             opponent: str | None = None, show: bool = False) -> dict:
+    """`jaxrl eval`: restore the run's policy checkpoint and evaluate it deterministically.
+
+    Self-play runs play games in each seat against `opponent` (default: the game's scripted
+    players): a scripted player's name, `path/to/file.py:function`, or another run `RUN_DIR[@STEP]`;
+    `show` adds one game per seat, move by move."""
     if episodes < 1:
         raise JaxrlError(f"episodes={episodes}: must be >= 1")
     config = load_run_config(run_dir)
+    selfplay = getattr(config, "selfplay", "off") != "off"
+    if (opponent or show) and not selfplay:
+        raise JaxrlError(f"--opponent and --show apply to self-play runs; {str(run_dir)!r} was not trained by self-play")
+    module = algos.get(config_algo(config))
+    opponents = _opponents(opponent, config) if selfplay else None
     step, policy = checkpoint.restore_policy(Path(run_dir) / "checkpoints", step)
-    result = evaluate_state(config, policy, episodes, seed)
-    return {"run_dir": str(run_dir), "checkpoint": step, "env": config.env, **result}
+    if selfplay:
+        result = module.evaluate(config, policy, episodes, seed, opponents)
+    else:
+        result = evaluate_state(config, policy, episodes, seed)
+    result = {"run_dir": str(run_dir), "checkpoint": step, "env": config.env, **result}
+    if show:
+        import jax
+
+        from jaxrl import arena, envs
+
+        env = envs.make(config.env)
+        act = module.make_actor(config, env, env.default_params)
+        player = arena.params_player(act, jax.tree.map(lambda x: x[0, 0], policy["params"]))
+        name, other = next(iter(opponents.items()))
+        result["shown"] = {"opponent": name,
+                           "games": [arena.show_game(env, player, other, side, seed) for side in (0, 1)]}
+    return result
+
+
+def _opponents(spec: str | None, config) -> dict:
+    """name -> arena player for `jaxrl eval --opponent` (None: the game's scripted players)."""
+    from jaxrl import arena, envs
+
+    env = envs.make(config.env)
+    scripted = arena.scripted_players(env)
+    if spec is None:
+        return scripted
+    if spec in scripted:
+        return {spec: scripted[spec]}
+    if ".py:" in spec:
+        return {spec: arena.external_player(spec, env)}
+    other_dir, _, at = spec.partition("@")
+    if not Path(other_dir).is_dir():
+        raise JaxrlError(f"unknown opponent {spec!r}: give one of {', '.join(scripted)}, path/to/file.py:function, "
+                         f"or a run directory RUN_DIR[@STEP]")
+    if at and not at.isdigit():
+        raise JaxrlError(f"opponent {spec!r}: the checkpoint after @ must be a number")
+    other = load_run_config(other_dir)
+    if other.env != config.env or not hasattr(other, "selfplay"):
+        raise JaxrlError(f"opponent run {other_dir!r} plays {other.env} with {config_algo(other)}; "
+                         f"need a multi-agent policy for {config.env}")
+    import jax
+
+    step, policy = checkpoint.restore_policy(Path(other_dir) / "checkpoints", int(at) if at else None)
+    act = algos.get(config_algo(other)).make_actor(other, env, env.default_params)
+    return {f"{other_dir}@{step}": arena.params_player(act, jax.tree.map(lambda x: x[0, 0], policy["params"]))}
 
 
 __all__ = ["resolve_config", "train", "resume", "evaluate", "TrainResult"]

@@ -1,4 +1,4 @@
-"""The `jaxrl` command: train, resume, eval, sweep, pbt, envs, algos."""
+"""The `jaxrl` command: train, selfplay, resume, eval, sweep, pbt, envs, algos."""
 
 from __future__ import annotations
 
@@ -21,24 +21,18 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent and write a run directory",
                            description="Train an agent (all seeds in one compiled program) and write a run "
                                        "directory. With no arguments: PPO on gymnax:CartPole-v1.")
-    train.add_argument("--algo", default=None, help=f"algorithm (default {DEFAULT_ALGO}; see `jaxrl algos`)")
-    train.add_argument("--env", help="environment id (default gymnax:CartPole-v1; see `jaxrl envs`)")
-    train.add_argument("--config", help="YAML config file (e.g. a run's config.yaml)")
-    train.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one config field; repeatable (e.g. --set lr=1e-3)")
-    train.add_argument("--seeds", type=int, help="number of seeds trained together in one program")
-    train.add_argument("--seed", type=int, help="seed of the first run")
-    train.add_argument("--total-timesteps", type=float, help="env steps per seed (e.g. 1e6)")
-    train.add_argument("--out", help="run directory to create (default runs/<algo>-<env>-<time>)")
-    train.add_argument("--eval-episodes", type=int, default=10,
-                       help="deterministic evaluation episodes per seed after training (0 = none)")
-    train.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                       help="updates between checkpoints of the whole run state (default 0: about 10 per run)")
-    train.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="latest checkpoints kept")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--no-compile-cache", action="store_true",
-                       help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
-    _add_device_args(train)
+    _add_train_args(train)
+    selfplay = sub.add_parser("selfplay", help="train a two-player game agent by self-play (ippo/mappo)",
+                              description="Self-play on a two-sided zero-sum game (jaxrl:tictactoe, jaxrl:connect4, "
+                                          "jaxrl:sumo): the same as `jaxrl train --algo ippo --set selfplay=MODE`. "
+                                          "After training, the pool snapshots are rated by a round robin (Elo; "
+                                          "league.json, ratings.png, winrate.png) and the policy plays the "
+                                          "game's scripted players in each seat.")
+    _add_train_args(selfplay)
+    selfplay.add_argument("--mode", choices=("latest", "pool", "pfsp", "population"), default="pfsp",
+                          help="opponents: latest (mirror), pool (uniform past snapshots), pfsp (prioritised by "
+                               "win rate), population (N policies trained together); default pfsp")
+    selfplay.add_argument("--population", type=int, help="population size for --mode population (default 8)")
 
     res = sub.add_parser("resume", help="continue a stopped, preempted or killed run or sweep",
                          description="Continue a run from its latest checkpoint (or --from-checkpoint N), in the "
@@ -60,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=10, help="episodes per seed (default 10)")
     ev.add_argument("--seed", type=int, default=0, help="evaluation seed")
     ev.add_argument("--checkpoint", type=int, help="checkpoint step (default: latest)")
+    ev.add_argument("--opponent", help="self-play runs: random, heuristic, minimax (tic-tac-toe), "
+                                       "path/to/file.py:function (a Python function (obs, legal mask) -> action), "
+                                       "or another run RUN_DIR[@STEP] (default: every scripted player)")
+    ev.add_argument("--show", action="store_true", help="self-play runs: print one game per seat move by move")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
 
     sweep = sub.add_parser("sweep", help="train many configs x seeds in one compiled program per group",
@@ -89,6 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--algo", default=None, help=f"algorithm (default {DEFAULT_ALGO}; see `jaxrl algos`)")
+    parser.add_argument("--env", help="environment id (default gymnax:CartPole-v1; see `jaxrl envs`)")
+    parser.add_argument("--config", help="YAML config file (e.g. a run's config.yaml)")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="override one config field; repeatable (e.g. --set lr=1e-3)")
+    parser.add_argument("--seeds", type=int, help="number of seeds trained together in one program")
+    parser.add_argument("--seed", type=int, help="seed of the first run")
+    parser.add_argument("--total-timesteps", type=float, help="env steps per seed (e.g. 1e6)")
+    parser.add_argument("--out", help="run directory to create (default runs/<algo>-<env>-<time>)")
+    parser.add_argument("--eval-episodes", type=int, default=10,
+                       help="deterministic evaluation episodes per seed after training (0 = none)")
+    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
+                       help="updates between checkpoints of the whole run state (default 0: about 10 per run)")
+    parser.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="latest checkpoints kept")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-compile-cache", action="store_true",
+                       help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
+    _add_device_args(parser)
+
+
 def _add_batch_args(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--out", help=f"directory to create (default {default_out})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -107,6 +126,20 @@ def _add_device_args(parser: argparse.ArgumentParser) -> None:
                             "env JAXRL_COORDINATOR)")
     group.add_argument("--num-processes", type=int, metavar="P", help="processes in the run (env JAXRL_NUM_PROCESSES)")
     group.add_argument("--process-id", type=int, metavar="I", help="this process, 0..P-1 (env JAXRL_PROCESS_ID)")
+
+
+def cmd_selfplay(args) -> int:
+    from jaxrl.config import ConfigError
+
+    if args.population is not None and args.mode != "population":
+        raise ConfigError(f"--population applies to --mode population, not --mode {args.mode}")
+    args.algo = args.algo or _config_file_algo(args.config) or "ippo"
+    if args.algo not in ("ippo", "mappo"):
+        raise ConfigError(f"self-play trains ippo or mappo, not {args.algo}")
+    args.sets = args.sets + [f"selfplay={args.mode}"]
+    if args.mode == "population":
+        args.sets.append(f"population_size={args.population or 8}")
+    return cmd_train(args)
 
 
 def cmd_train(args) -> int:
@@ -160,14 +193,32 @@ def print_summary(result) -> None:
     resumed = f" (resumed after update {s['resumed_from_update']})" if "resumed_from_update" in s else ""
     print(f"{s['algo']} on {s['env']}: {s['env_steps_per_seed']:,} env steps x {len(s['seeds'])} seed(s){resumed}")
     print(f"  final return {s['final_return_mean']} ± {s['final_return_std']} (training episodes)")
-    if "eval" in s:
+    if "eval" in s and "vs" in s["eval"]:
+        print(f"  games against scripted players ({s['eval']['games_per_side']} per seat, deterministic policy):")
+        print_games(s["eval"]["vs"])
+    elif "eval" in s:
         e = s["eval"]
         print(f"  eval return  {e['return_mean']} ± {e['return_std']} ({e['episodes']} deterministic episodes)")
+    if "league" in s:
+        lg = s["league"]
+        scripted = ", ".join(f"{k} {v:+.0f}" for k, v in lg["elo_scripted"].items())
+        print(f"  Elo (random = 0): first snapshot {lg['elo_first_snapshot']:+.0f}, last {lg['elo_last_snapshot']:+.0f}; "
+              f"{scripted} (league.json, ratings.png, winrate.png)")
     for seed, update in s["diverged"].items():
         print(f"  seed {seed} diverged (NaN/inf) at update {update}; its state froze there")
     print(f"  compile {s['compile_s']:.1f} s, run {s['run_s']:.1f} s, {s['steps_per_second']:,} steps/s, "
           f"wall {s['wall_s']:.1f} s")
     print(f"run directory: {result.run_dir}")
+
+
+def print_games(vs: dict) -> None:
+    """Win/draw/loss per opponent and seat."""
+    print(f"  {'opponent':<24} {'seat':>4} {'win':>6} {'draw':>6} {'loss':>6} {'illegal':>8}")
+    for name, sides in vs.items():
+        for side, r in sides.items():
+            illegal = f"{r['illegal_moves']}/{r['opponent_illegal_moves']}"
+            print(f"  {name[-24:]:<24} {side[-1]:>4} {r['win_rate']:>6.1%} {r['draw_rate']:>6.1%} "
+                  f"{r['loss_rate']:>6.1%} {illegal:>8}")
 
 
 def _config_file_algo(path: str | None) -> str | None:
@@ -191,9 +242,14 @@ def cmd_eval(args) -> int:
     from jaxrl import api
 
     _prepare_runtime()
-    r = api.evaluate(args.run_dir, args.episodes, args.seed, args.checkpoint)
+    r = api.evaluate(args.run_dir, args.episodes, args.seed, args.checkpoint, args.opponent, args.show)
     if args.json:
         print(json.dumps(r, indent=2))
+    elif "vs" in r:  # a self-play run: games against opponents
+        for game in r.get("shown", {}).get("games", []):
+            print(game + "\n")
+        print(f"{r['env']} (checkpoint {r['checkpoint']}): {r['games_per_side']} games per seat")
+        print_games(r["vs"])
     else:
         print(f"{r['env']} (checkpoint {r['checkpoint']}): return {r['return_mean']:.2f} ± {r['return_std']:.2f} "
               f"over {r['episodes']} episodes, mean length {r['length_mean']:.1f}")
@@ -267,7 +323,7 @@ def cmd_algos(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "resume": cmd_resume, "eval": cmd_eval, "sweep": cmd_sweep, "pbt": cmd_pbt, "envs": cmd_envs,
+COMMANDS = {"train": cmd_train, "selfplay": cmd_selfplay, "resume": cmd_resume, "eval": cmd_eval, "sweep": cmd_sweep, "pbt": cmd_pbt, "envs": cmd_envs,
             "algos": cmd_algos}
 
 

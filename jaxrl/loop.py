@@ -159,6 +159,28 @@ def state_shapes(program: Program, keys: jax.Array, hparams: dict):
     return state, jax.eval_shape(program.update, one)[1]
 
 
+def device_memory() -> int:
+    """Bytes of memory of the first device (physical memory for the CPU)."""
+    import os
+
+    stats = jax.devices()[0].memory_stats() or {}
+    return int(stats.get("bytes_limit") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def check_memory(program: Program, keys: jax.Array, hparams: dict, num_devices: int = 1) -> None:
+    """Refuse, before compiling, a run whose state alone cannot fit: the state is held about three
+    times over while a chunk updates it (input, output, the optimiser's intermediates)."""
+    from jaxrl.errors import JaxrlError
+
+    state, _ = state_shapes(program, keys, hparams)
+    need = 3 * sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)) / num_devices
+    have = device_memory()
+    if need > 0.9 * have:
+        raise JaxrlError(f"this run needs about {need / 1e9:.1f} GB per device for its state (parameters, optimiser, "
+                         f"envs, snapshots; x3 while updating) but a device has {have / 1e9:.1f} GB: lower the "
+                         f"population size, num_envs, num_seeds or the network size")
+
+
 def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: Layout = SINGLE) -> Compiled:
     """AOT-compile the init and chunk, vmapped over runs (keys and hyperparameters), for `layout`."""
     start = time.perf_counter()

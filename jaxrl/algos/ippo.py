@@ -23,6 +23,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
@@ -388,11 +389,37 @@ def make_policy(config: Config, env: envs.Environment, env_params):
     return lambda pstate, view: act(jax.tree.map(lambda x: x[0], pstate["params"]), view)
 
 
-def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0) -> dict | None:
-    """Self-play runs: results against the game's scripted opponents in each seat (jaxrl.arena);
-    None for the others (the default return evaluation applies)."""
+def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0, opponents: dict | None = None) -> dict | None:
+    """Self-play runs: win/draw/loss of the first policy of every seed in each seat against
+    `opponents` (name -> arena player; default the game's scripted ones), at least 100 games
+    per seat. None for the other runs (the default return evaluation applies)."""
     if config.selfplay == "off":
         return None
     from jaxrl import arena
 
-    return arena.evaluate_scripted(config, policy, episodes, seed)
+    env = envs.make(config.env)
+    act = make_actor(config, env, env.default_params)
+    opponents = opponents if opponents is not None else arena.scripted_players(env)
+    seeds = jax.tree.leaves(policy["params"])[0].shape[0]
+    params = [jax.tree.map(lambda x: x[s, 0], policy["params"]) for s in range(seeds)]
+    games = max(episodes, 100)
+    return {"games_per_side": games * seeds,
+            "vs": {name: arena.match(env, act, params, opponent, games, seed) for name, opponent in opponents.items()}}
+
+
+def report(config: Config, policy: dict, run_dir, steps_per_update: int) -> dict:
+    """After a self-play run: Elo of the pool snapshots (first seed) and the population, with plots."""
+    if config.selfplay == "off":
+        return {}
+    from jaxrl import arena
+
+    env = envs.make(config.env)
+    act = make_actor(config, env, env.default_params, stochastic=True)
+    first = jax.tree.map(lambda x: x[0], policy)
+    updates = np.asarray(first["pool_update"])
+    order = [i for i in np.argsort(updates) if updates[i] >= 0]
+    snapshots = jax.tree.map(lambda x: x[np.asarray(order)], first["pool"])
+    members = first["params"] if config.policies > 1 else None
+    return {"league": arena.league_report(env, act, snapshots, updates[order] * steps_per_update, members,
+                                          run_dir, f"{config_name(config)} {config.selfplay} on {config.env}",
+                                          seed=config.seed)}

@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jaxrl.algos import ippo
-from jaxrl.algos.ippo import PRESETS, evaluate, make_policy, make_program, make_train, policy_state  # noqa: F401
+from jaxrl.algos.ippo import (  # noqa: F401
+    PRESETS, evaluate, make_actor, make_policy, make_program, make_train, policy_state, report)
 from jaxrl.config import static
 
 
@@ -16,3 +17,6 @@ from jaxrl.config import static
 class Config(ippo.Config):
     critic: str = static("world_state", "critic input: world_state (MAPPO) or local (own observation, IPPO)",
                          choices=("local", "world_state"))
+
+__all__ = ["Config", "PRESETS", "evaluate", "make_actor", "make_policy", "make_program", "make_train",
+           "policy_state", "report"]

@@ -1,0 +1,212 @@
+"""Multi-agent PPO, self-play, matches and ratings: mechanics in seconds, learning marked slow."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxrl import api, arena, envs, selfplay
+from jaxrl.errors import JaxrlError
+from jaxrl.losses import ppo_policy_loss, value_loss
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def jaxrl(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "jaxrl.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=280)
+
+
+# --- bad input: one line, before anything compiles -------------------------------------------------
+
+@pytest.mark.parametrize("algo, overrides, message", [
+    ("ippo", {"env": "gymnax:CartPole-v1"}, "ippo is a multi-agent algorithm; gymnax:CartPole-v1 is single-agent"),
+    ("ppo", {"env": "jaxrl:tictactoe"}, "ppo is a single-agent algorithm; jaxrl:tictactoe has 2 agents"),
+    ("ippo", {"selfplay": "pfsp"}, "self-play needs a two-sided zero-sum game; jaxmarl:MPE_simple_spread_v3"),
+    ("ippo", {"env": "jaxrl:connect4", "selfplay": "pool", "num_envs": 12},
+     "num_envs=12 must split into 1 policies x 4 opponent groups x 2 seats; use a multiple of 8"),
+    ("ippo", {"env": "jaxrl:connect4", "population_size": 4}, "population_size=4 needs selfplay=population"),
+    ("ippo", {"num_minibatches": 7}, "(num_envs/policies)*num_agents*num_steps = (16/1)*3*128 = 6144 is not "
+                                     "divisible by num_minibatches=7"),
+])
+def test_bad_multiagent_configs_fail_before_compiling(algo, overrides, message, monkeypatch):
+    from jaxrl import loop
+
+    monkeypatch.setattr(loop, "compile_program", lambda *a, **k: pytest.fail("compiled"))
+    with pytest.raises(JaxrlError) as err:
+        config = api.resolve_config(algo, None, overrides)
+        api.algos.get(algo).make_program(config)
+    assert message in str(err.value)
+
+
+def test_population_that_does_not_fit_in_memory_is_refused(monkeypatch):
+    from jaxrl import loop
+
+    monkeypatch.setattr(loop, "compile_program", lambda *a, **k: pytest.fail("compiled"))
+    config = api.resolve_config("ippo", None, {"env": "jaxrl:connect4", "selfplay": "population",
+                                               "population_size": 4096, "num_envs": 2 * 4096 * 4,
+                                               "hidden_sizes": [1024, 1024], "total_timesteps": 1e9})
+    with pytest.raises(JaxrlError, match=r"needs about .* GB .* has .* GB"):
+        api.train(config, record=False, progress=False)
+
+
+# --- the pieces -----------------------------------------------------------------------------------------
+
+def test_agent_view_carries_masks_activity_and_world_state():
+    env = envs.make_vec_env(envs.make("jaxrl:tictactoe"), 4, world_state=True)
+    view, state = env.reset(jax.random.PRNGKey(0), None)
+    assert view["obs"].shape == (4, 2, 3, 3, 3) and view["world_state"].shape == (4, 2 * 27)
+    np.testing.assert_array_equal(view["active"], [[True, False]] * 4)
+    assert view["action_mask"][:, 0].all() and not view["action_mask"][:, 1].any()
+    view, *_ = env.step(jax.random.PRNGKey(1), state, jnp.zeros((4, 2), jnp.int32), None)
+    np.testing.assert_array_equal(view["active"], [[False, True]] * 4)
+    assert not view["action_mask"][:, 1, 0].any() and view["action_mask"][:, 1, 1:].all()  # cell 0 taken
+
+
+def test_weighted_losses_equal_the_losses_of_the_samples_that_count():
+    rng = np.random.default_rng(0)
+    logp, old, adv, v, old_v, tgt = (jnp.asarray(rng.normal(size=20), jnp.float32) for _ in range(6))
+    w = jnp.asarray(rng.random(20) < 0.5, jnp.float32)
+    keep = np.asarray(w) > 0
+    for weighted, plain in zip(ppo_policy_loss(logp, old, adv, 0.2, w),
+                               ppo_policy_loss(logp[keep], old[keep], adv[keep], 0.2)):
+        np.testing.assert_allclose(weighted, plain, rtol=1e-5)
+    np.testing.assert_allclose(value_loss(v, old_v, tgt, 0.2, True, w),
+                               value_loss(v[keep], old_v[keep], tgt[keep], 0.2, True), rtol=1e-5)
+
+
+def test_league_snapshots_wrap_and_pfsp_prefers_hard_opponents():
+    params = {"w": jnp.zeros(3)}
+    league = selfplay.init_league(params, pool_size=4, members=1)
+    for update in range(1, 6):  # slot 0 holds the initial policy; 5 more wrap the ring of 4
+        league = selfplay.snapshot(league, {"w": jnp.full(3, float(update))}, update)
+    np.testing.assert_array_equal(league.pool_update, [4, 5, 2, 3])
+    np.testing.assert_array_equal(league.pool["w"][:, 0], [4, 5, 2, 3])
+    # The learner beats slots 0-2 every time and loses to slot 3: pfsp draws slot 3 most.
+    league = selfplay.record(league, jnp.arange(4), jnp.asarray([50.0, 50, 50, 0]), jnp.full(4, 50.0))
+    _, index = selfplay.pick_opponents(league, None, jax.random.PRNGKey(0), "pfsp", 1, 1000, 2.0)
+    counts = np.bincount(np.asarray(index), minlength=4)
+    assert counts[3] > 900, counts
+    _, index = selfplay.pick_opponents(league, None, jax.random.PRNGKey(0), "pool", 1, 1000, 2.0)
+    assert np.bincount(np.asarray(index), minlength=4).min() > 200  # uniform
+    members = {"w": jnp.arange(5.0)[:, None]}
+    opp, index = selfplay.pick_opponents(league, members, jax.random.PRNGKey(1), "population", 5, 50, 2.0)
+    own = np.repeat(np.arange(5), 50)
+    assert np.all(np.asarray(index) - 4 != own) and np.all(np.asarray(opp["w"][:, 0]) == np.asarray(index) - 4)
+
+
+def test_minimax_never_loses_and_elo_orders_players():
+    env = envs.make("jaxrl:tictactoe")
+    players = arena.scripted_players(env)
+    sides = jnp.arange(200) % 2
+    out = jax.jit(lambda k: arena.play(env, players["minimax"], players["random"], k, sides))(jax.random.PRNGKey(0))
+    assert (np.asarray(out["outcome"]) >= 0).all() and (np.asarray(out["outcome"]) > 0).mean() > 0.8
+    # Elo recovers the order and rough gaps of players with known strengths.
+    true = np.array([0.0, 200.0, 400.0])
+    p = 1 / (1 + 10 ** (-(true[:, None] - true[None, :]) / 400))
+    games = np.full((3, 3), 1000.0) - 1000 * np.eye(3)
+    r = arena.elo(p * games, games)
+    np.testing.assert_allclose(r, true, atol=15)
+
+
+def test_external_opponent_is_called_and_its_illegal_moves_are_reported(tmp_path):
+    env = envs.make("jaxrl:tictactoe")
+    (tmp_path / "mine.py").write_text(
+        "import numpy as np\n"
+        "calls = []\n"
+        "def first_legal(obs, mask):\n"
+        "    assert obs.shape == (3, 3, 3) and mask.shape == (9,)\n"
+        "    return int(np.argmax(mask))\n"
+        "def always_zero(obs, mask):\n"
+        "    return 0\n")
+    random = arena.scripted_players(env)["random"]
+    good = arena.external_player(f"{tmp_path}/mine.py:first_legal", env)
+    out = jax.jit(lambda k: arena.play(env, good, random, k, jnp.arange(8) % 2))(jax.random.PRNGKey(0))
+    assert not np.asarray(out["illegal_a"]).any() and (np.asarray(out["moves"]) >= 5).all()
+    bad = arena.external_player(f"{tmp_path}/mine.py:always_zero", env)
+    out = jax.jit(lambda k: arena.play(env, bad, random, k, jnp.ones(8, jnp.int32)))(jax.random.PRNGKey(0))
+    # Moving second, cell 0 is sometimes taken: that move is reported and loses, never executed.
+    illegal = np.asarray(out["illegal_a"])
+    assert illegal.any() and (np.asarray(out["outcome"])[illegal] == -1).all()
+    with pytest.raises(JaxrlError, match="has no function 'nope'"):
+        arena.external_player(f"{tmp_path}/mine.py:nope", env)
+
+
+# --- whole runs -----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def selfplay_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "ttt"
+    result = jaxrl("selfplay", "--env", "jaxrl:tictactoe", "--mode", "pfsp", "--total-timesteps", "40960",
+                   "--set", "pool_size=4", "--out", str(out), "--no-progress", "--eval-episodes", "100")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_selfplay_run_writes_ratings_plots_and_game_results(selfplay_run):
+    out, result = selfplay_run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["algo"] == "ippo" and summary["eval"]["games_per_side"] == 100
+    assert set(summary["eval"]["vs"]) == {"random", "heuristic", "minimax"}
+    for side in ("side_0", "side_1"):
+        r = summary["eval"]["vs"]["minimax"][side]
+        assert r["wins"] + r["draws"] + r["losses"] == 100 and r["illegal_moves"] == 0
+    league = json.loads((out / "league.json").read_text())
+    assert league["players"][:4] == [f"step {s:,}" for s in league["env_steps"]] and len(league["env_steps"]) == 4
+    assert league["players"][4:] == ["random", "heuristic", "minimax"]
+    score, games = np.array(league["score"]), np.array(league["games"])
+    np.testing.assert_allclose(score + score.T, games)  # every game's point is shared out
+    assert league["elo"][league["players"].index("random")] == 0.0
+    for name in ("ratings.png", "winrate.png", "curves.png"):
+        assert (out / name).stat().st_size > 10_000
+    header = (out / "metrics.csv").read_text().splitlines()[0]
+    assert "win_rate" in header and "draw_rate" in header
+    assert "Elo (random = 0)" in result.stdout and "minimax" in result.stdout
+
+
+def test_eval_plays_a_chosen_opponent_and_shows_a_game(selfplay_run, tmp_path):
+    out, _ = selfplay_run
+    (tmp_path / "engine.py").write_text("import numpy as np\ndef play(obs, mask):\n    return int(np.argmax(mask))\n")
+    result = jaxrl("eval", str(out), "--opponent", f"{tmp_path}/engine.py:play", "--episodes", "100", "--show")
+    assert result.returncode == 0, result.stderr
+    assert "engine.py:play" in result.stdout and "100 games per seat" in result.stdout
+    assert "move 1: player (side 0) plays" in result.stdout and "move 1: opponent (side 0) plays" in result.stdout
+    assert result.stdout.count("result: ") == 2
+    bad = jaxrl("eval", str(out), "--opponent", "stockfish")
+    assert bad.returncode == 2 and "unknown opponent 'stockfish'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_population_selfplay_trains_members_apart():
+    config = api.resolve_config("ippo", None, {"env": "jaxrl:connect4", "selfplay": "population",
+                                               "population_size": 3, "num_envs": 24, "num_steps": 8,
+                                               "opponent_groups": 2, "hidden_sizes": [32],
+                                               "total_timesteps": 24 * 8 * 4})
+    result = api.train(config, record=False, progress=False, eval_episodes=0)
+    params = result.state.params["params"]
+    kernel = jax.tree.leaves(params)[0]
+    assert kernel.shape[:2] == (1, 3)  # seeds x members
+    assert not np.allclose(kernel[0, 0], kernel[0, 1])
+    assert np.isfinite(result.metrics["policy_loss"]).all() and np.nansum(result.metrics["episodes"]) > 0
+
+
+def test_mappo_runs_on_mpe_with_a_world_state_critic():
+    config = api.resolve_config("mappo", None, {"num_envs": 4, "num_steps": 32, "total_timesteps": 4 * 32 * 3})
+    result = api.train(config, record=False, progress=False, eval_episodes=2)
+    critic_in = result.state.params["params"]["critic"]["Dense_0"]["kernel"].shape[-2]
+    assert critic_in == 3 * 18 + 3  # all agents' observations + the agent's id
+    assert np.isfinite(result.metrics["value_loss"]).all() and result.summary["eval"]["episodes"] == 2
+
+
+# --- learning -------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_ippo_on_simple_spread_reaches_jaxmarls_return():
+    config = api.resolve_config("ippo", None, {"total_timesteps": 2_000_000})
+    result = api.train(config, record=False, progress=False, eval_episodes=0)
+    assert result.summary["final_return_mean"] > -60.9, result.summary
