@@ -160,10 +160,10 @@ def state_shapes(program: Program, keys: jax.Array, hparams: dict):
 
 
 def device_memory() -> int:
-    """Bytes of memory of the first device (physical memory for the CPU)."""
+    """Bytes of memory of this process's first device (physical memory for the CPU)."""
     import os
 
-    stats = jax.devices()[0].memory_stats() or {}
+    stats = jax.local_devices()[0].memory_stats() or {}
     return int(stats.get("bytes_limit") or os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
 
 

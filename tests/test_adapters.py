@@ -51,6 +51,14 @@ def rollout(env_id):
         return obs, jax.lax.scan(body, state, jax.random.split(key, STEPS))[1]
 
     obs, (action, *out) = jax.device_get(run(jax.random.PRNGKey(0)))
+    if env.num_agents is not None:  # AgentView observations: check the view, keep the stacked obs
+        view = out[0]
+        assert view["active"].shape == (STEPS, NUM_ENVS, env.num_agents) and view["active"].all()
+        if isinstance(space, Discrete):
+            assert view["action_mask"].shape == (STEPS, NUM_ENVS, env.num_agents, space.n)
+            assert view["action_mask"].any(-1).all()
+        obs, out[0] = obs["obs"], view["obs"]
+        out[-1] = {**out[-1], "final_obs": out[-1]["final_obs"]["obs"]}
     return env, action, obs, out
 
 
