@@ -83,7 +83,7 @@ def run_ceiling(num_envs: int) -> dict:
             action, log_prob = distributions.sample_log_prob(k, dist, discrete)
             return action, {"log_prob": log_prob, "value": value}
 
-        traj, _, _ = collect_rollout(env, params_env, policy, state, obs, key, steps_per_call, config.unroll)
+        traj, _, _, _ = collect_rollout(env, params_env, policy, state, obs, key, steps_per_call, config.unroll)
         return traj.reward.sum()
 
     key = jax.random.PRNGKey(0)

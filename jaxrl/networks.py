@@ -98,3 +98,54 @@ class ActorCritic(nn.Module):
 
     def value(self, obs, critic_obs=None):
         return self.critic(self._flat(obs) if critic_obs is None else critic_obs.astype(jnp.float32))[..., 0]
+
+
+class RecurrentActorCritic(nn.Module):
+    """Actor and critic, each a dense embedding -> GRU -> MLP head, stepped one time step at a time.
+
+    `memory` is the pair of hidden states (actor, critic), leaves [..., gru_size]. Where
+    `reset` is true (the step starts an episode) both are zeroed before the step, so a
+    sequence replayed from its first memory with the rollout's resets reproduces the
+    rollout exactly. `critic_obs` feeds the critic instead of `obs` (MAPPO).
+    """
+
+    action_dim: int
+    discrete: bool
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    gru_size: int = 64
+
+    def setup(self):
+        def torso():
+            # Flax's GRU default orthogonal init calls LAPACK QR (see `orthogonal` above).
+            return (dense(self.hidden_sizes[0], np.sqrt(2)),
+                    nn.GRUCell(self.gru_size, kernel_init=orthogonal(1.0), recurrent_kernel_init=orthogonal(1.0)))
+
+        self.actor_embed, self.actor_gru = torso()
+        self.critic_embed, self.critic_gru = torso()
+        self.actor = MLP(self.hidden_sizes[1:], self.action_dim, self.activation, 0.01)
+        self.critic = MLP(self.hidden_sizes[1:], 1, self.activation, 1.0)
+        if not self.discrete:
+            self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
+
+    def _step(self, embed, gru, h, x, reset):
+        h = jnp.where(reset[..., None], 0.0, h)
+        return gru(h, ACTIVATIONS[self.activation](embed(x.astype(jnp.float32))))
+
+    def _dist(self, h):
+        head = self.actor(h)
+        return head if self.discrete else (head, jnp.broadcast_to(self.log_std, head.shape))
+
+    def __call__(self, memory, obs, reset, critic_obs=None):
+        """One step: (memory, obs [..., F], reset [...]) -> (memory, dist, value [...])."""
+        h_actor, h_critic = memory
+        h_actor, out = self._step(self.actor_embed, self.actor_gru, h_actor, obs, reset)
+        critic_in = obs if critic_obs is None else critic_obs
+        h_critic, critic_out = self._step(self.critic_embed, self.critic_gru, h_critic, critic_in, reset)
+        return (h_actor, h_critic), self._dist(out), self.critic(critic_out)[..., 0]
+
+    def policy(self, memory, obs, reset):
+        """The actor alone: (memory, obs, reset) -> (memory with the critic's untouched, dist)."""
+        h_actor, h_critic = memory
+        h_actor, out = self._step(self.actor_embed, self.actor_gru, h_actor, obs, reset)
+        return (h_actor, h_critic), self._dist(out)

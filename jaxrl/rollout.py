@@ -34,35 +34,51 @@ def collect_rollout(
     key: jax.Array,
     num_steps: int,
     unroll: int = 1,
+    memory: Any = None,
 ):
     """Step a vectorised env (`make_vec_env`) `num_steps` times with `policy(key, obs)`.
 
-    Returns (transitions [num_steps, N, ...], final env_state, final obs).
+    A recurrent policy passes its `memory` (per-env state such as GRU hidden states, leaves
+    [N, ...]) and is called as `policy(key, obs, memory) -> (action, extras, memory)`; the
+    memory of an env whose episode ended is zeroed before its next step.
+
+    Returns (transitions [num_steps, N, ...], final env_state, final obs, final memory).
     """
 
     def step(carry, step_key):
-        env_state, obs = carry
+        env_state, obs, memory = carry
         policy_key, env_key = jax.random.split(step_key)
-        action, extras = policy(policy_key, obs)
+        if memory is None:
+            action, extras = policy(policy_key, obs)
+        else:
+            action, extras, memory = policy(policy_key, obs, memory)
         next_obs, env_state, reward, terminated, truncated, info = env.step(env_key, env_state, action, env_params)
+        done = jnp.logical_or(terminated, truncated)
+        if memory is not None:
+            memory = reset_memory(memory, done)
         transition = Transition(
             obs=obs,
             action=action,
             reward=reward,
             terminated=terminated,
-            done=jnp.logical_or(terminated, truncated),
+            done=done,
             next_obs=info["final_obs"],
             extras=extras,
             episode_done=info["episode_done"],
             episode_return=info["episode_return"],
             episode_length=info["episode_length"],
         )
-        return (env_state, next_obs), transition
+        return (env_state, next_obs, memory), transition
 
-    (env_state, obs), transitions = jax.lax.scan(
-        step, (env_state, obs), jax.random.split(key, num_steps), unroll=unroll
+    (env_state, obs, memory), transitions = jax.lax.scan(
+        step, (env_state, obs, memory), jax.random.split(key, num_steps), unroll=unroll
     )
-    return transitions, env_state, obs
+    return transitions, env_state, obs, memory
+
+
+def reset_memory(memory: Any, done: jax.Array) -> Any:
+    """Zero the memory (leaves [*done.shape, ...]) of every env or agent that is done."""
+    return jax.tree.map(lambda m: jnp.where(done.reshape(done.shape + (1,) * (m.ndim - done.ndim)), 0, m), memory)
 
 
 def episode_metrics(transitions: Transition) -> dict[str, jax.Array]:

@@ -32,7 +32,8 @@ from jaxrl.algos.ppo import make_optimizer
 from jaxrl.config import ConfigError, dynamic, hparams, run, static, validate_fields
 from jaxrl.losses import gae, normalize, ppo_policy_loss, value_loss
 from jaxrl.losses import mean as weighted_mean
-from jaxrl.networks import ACTIVATIONS, ActorCritic
+from jaxrl.evaluate import RecurrentPolicy
+from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic
 from jaxrl.rollout import collect_rollout
 
 
@@ -47,6 +48,9 @@ class Config:
                                   low=1)
     hidden_sizes: tuple = static((64, 64), "hidden layer widths of actor and critic", low=1)
     activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
+    recurrent: bool = static(False, "GRU actor and critic (embedding, GRU, then the remaining hidden layers); "
+                                    "hidden states reset at episode starts; selfplay=off")
+    gru_size: int = static(128, "GRU hidden units (recurrent)", low=1)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
     clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps)")
     normalize_advantages: bool = static(True, "standardise advantages per minibatch")
@@ -85,6 +89,9 @@ class Config:
             raise ConfigError(
                 f"num_envs={self.num_envs} must split into {self.policies} policies x {self.blocks // self.policies} "
                 f"opponent groups x 2 seats; use a multiple of {2 * self.blocks}")
+        if self.recurrent and self.selfplay != "off":
+            raise ConfigError(f"recurrent policies train with selfplay=off only (opponents and match players are "
+                              f"stateless); got selfplay={self.selfplay}")
         if self.total_timesteps < self.num_envs * self.num_steps:
             raise ConfigError(f"total_timesteps={self.total_timesteps} is smaller than one update "
                               f"(num_envs*num_steps={self.num_envs * self.num_steps})")
@@ -126,6 +133,7 @@ class RunnerState:
     opt_state: Any  # [P, ...]
     env_state: Any
     obs: dict  # AgentView observations, leaves [num_envs, num_agents, ...]
+    memory: Any  # recurrent: (actor, critic) GRU hidden states [num_envs, num_agents, gru_size]; else None
     key: jax.Array
     update_idx: jax.Array
     num_updates: jax.Array
@@ -133,13 +141,16 @@ class RunnerState:
     league: selfplay.League
 
 
-def make_network(config: Config, env: envs.Environment, env_params) -> tuple[ActorCritic, bool]:
+def make_network(config: Config, env: envs.Environment, env_params):
     if env.num_agents is None:
         raise ConfigError(f"{config_name(config)} is a multi-agent algorithm; {config.env} is single-agent "
                           f"(use --algo ppo)")
     act_space = env.action_space(env_params)
     discrete = isinstance(act_space, envs.Discrete)
     action_dim = act_space.n if discrete else envs.flat_dim(act_space)
+    if config.recurrent:
+        return RecurrentActorCritic(action_dim, discrete, config.hidden_sizes, config.activation,
+                                    config.gru_size), discrete
     return ActorCritic(action_dim, discrete, 1, config.hidden_sizes, config.activation), discrete
 
 
@@ -195,7 +206,13 @@ def make_program(config: Config) -> loop.Program:
     sides = selfplay.sides_of(base_env, config.env) if games else jnp.zeros(num_agents, jnp.int32)
     env = envs.make_vec_env(base_env, config.num_envs, world_state=config.critic == "world_state")
     P, B, N = config.policies, config.blocks, config.num_envs
-    samples = (N // P) * num_agents * config.num_steps
+    recurrent = config.recurrent
+    sequences = (N // P) * num_agents  # per policy: one per env and agent
+    samples = sequences * config.num_steps
+    if recurrent and sequences % config.num_minibatches:
+        raise ConfigError(f"recurrent minibatches hold whole sequences: (num_envs/policies)*num_agents = "
+                          f"({N}/{P})*{num_agents} = {sequences} is not divisible by "
+                          f"num_minibatches={config.num_minibatches}")
     if samples % config.num_minibatches:
         raise ConfigError(f"(num_envs/policies)*num_agents*num_steps = ({N}/{P})*{num_agents}*{config.num_steps} = "
                           f"{samples} is not divisible by num_minibatches={config.num_minibatches}")
@@ -225,6 +242,13 @@ def make_program(config: Config) -> loop.Program:
         dist, value = per_block(network.apply)(params, x, c)
         return masked(jax.tree.map(merge, dist), view, discrete), merge(value)
 
+    def recurrent_forward(params, memory, view, reset):
+        """`forward` of GRU policies: memory leaves [N, A, H], reset [N, A] -> (memory, dist, value)."""
+        x, c = jax.tree.map(lambda a: split(a, P), (actor_input(view), critic_input(view)))
+        memory, dist, value = per_block(network.apply)(params, jax.tree.map(lambda m: split(m, P), memory), x,
+                                                       split(reset, P), c)
+        return jax.tree.map(merge, memory), masked(jax.tree.map(merge, dist), view, discrete), merge(value)
+
     def opponent_forward(opp_params, view):
         """Opponent j on env block j: opp_params [B, ...] -> dist [N, A, ...]."""
         dist = per_block(lambda p, x: network.apply(p, x, method=ActorCritic.policy))(
@@ -235,12 +259,18 @@ def make_program(config: Config) -> loop.Program:
         key, net_key, env_key = jax.random.split(key, 3)
         view, env_state = env.reset(env_key, env_params)
         x, c = jax.tree.map(lambda a: a[:1], (actor_input(view), critic_input(view)))
-        params = jax.vmap(lambda k: network.init(k, x, c))(jax.random.split(net_key, P))  # members differ
+        memory = None
+        if recurrent:
+            memory = (jnp.zeros((N, num_agents, config.gru_size)),) * 2
+            init_args = (jax.tree.map(lambda m: m[:1], memory), x, jnp.zeros(x.shape[:-1], bool), c)
+        else:
+            init_args = (x, c)
+        params = jax.vmap(lambda k: network.init(k, *init_args))(jax.random.split(net_key, P))  # members differ
         opt_state = jax.vmap(make_optimizer(hp, 0.0).init)(params)
         league = selfplay.init_league(jax.tree.map(lambda x: x[0], params), config.pool_size, P)
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
-        return RunnerState(params, opt_state, env_state, view, key, jnp.int32(0), jnp.int32(config.num_updates),
-                           hp, league)
+        return RunnerState(params, opt_state, env_state, view, memory, key, jnp.int32(0),
+                           jnp.int32(config.num_updates), hp, league)
 
     def policy(params, opp_params):
         def act(key, view):
@@ -253,15 +283,35 @@ def make_program(config: Config) -> loop.Program:
                 action = jnp.where(pick, action, opp_action)
             return action, {"log_prob": log_prob, "value": value}
 
-        return act
+        def act_recurrent(key, view, memory):  # collect_rollout has zeroed the memory of new episodes
+            memory, dist, value = recurrent_forward(params, memory, view, jnp.zeros(view["obs"].shape[:2], bool))
+            action, log_prob = distributions.sample_log_prob(key, dist, discrete)
+            return action, {"log_prob": log_prob, "value": value, "memory": memory}, memory
+
+        return act_recurrent if recurrent else act
 
     def compute_advantages(params, traj, hp):
-        next_values = jax.vmap(lambda v: forward(params, v)[1])(traj.next_obs)
+        if recurrent:  # V(next obs) one GRU step on from the memory after each step
+            next_values = jax.vmap(lambda m, v: recurrent_forward(params, m, v, jnp.zeros(v["obs"].shape[:2], bool))[2])(
+                traj.extras["memory"], traj.next_obs)
+        else:
+            next_values = jax.vmap(lambda v: forward(params, v)[1])(traj.next_obs)
         return gae(traj.reward, traj.extras["value"], next_values, traj.terminated, traj.done,
                    hp["gamma"], hp["gae_lambda"])
 
+    def apply_batch(params, batch):
+        """(dist, value) of a minibatch: samples, or sequences [T, S, ...] replayed from their first memory."""
+        if not recurrent:
+            return network.apply(params, batch["x"], batch["c"])
+
+        def step(memory, inputs):
+            memory, dist, value = network.apply(params, memory, *inputs)
+            return memory, (dist, value)
+
+        return jax.lax.scan(step, batch["memory"], (batch["x"], batch["reset"], batch["c"]))[1]
+
     def loss_fn(params, batch, hp):
-        dist, values = network.apply(params, batch["x"], batch["c"])
+        dist, values = apply_batch(params, batch)
         if discrete:
             dist = jnp.where(batch["mask"], dist, -1e9)
         log_prob = distributions.log_prob(dist, batch["action"], discrete)
@@ -286,20 +336,31 @@ def make_program(config: Config) -> loop.Program:
     def learn(params, opt_state, batch, key, hp, lr):
         """PPO epochs of one policy on its samples (leaves [samples, ...])."""
 
+        M = config.num_minibatches
+
+        def minibatches(key):
+            if not recurrent:  # shuffled samples
+                order = jax.random.permutation(key, samples)
+                return jax.tree.map(lambda x: x[order].reshape((M, -1) + x.shape[1:]), batch)
+            order = jax.random.permutation(key, sequences)  # whole sequences: [T, S, ...] -> [M, T, S/M, ...]
+            steps = {k: v for k, v in batch.items() if k != "memory"}
+            steps = jax.tree.map(lambda x: jnp.moveaxis(x[:, order].reshape((x.shape[0], M, -1) + x.shape[2:]), 1, 0),
+                                 steps)
+            return steps | {"memory": jax.tree.map(lambda m: m[order].reshape((M, -1) + m.shape[1:]), batch["memory"])}
+
         def epoch(carry, epoch_key):
-            order = jax.random.permutation(epoch_key, samples)
-            shuffled = jax.tree.map(lambda x: x[order].reshape((config.num_minibatches, -1) + x.shape[1:]), batch)
-            return jax.lax.scan(update_minibatch, carry, shuffled)
+            return jax.lax.scan(update_minibatch, carry, minibatches(epoch_key))
 
         (params, opt_state, *_), stats = jax.lax.scan(epoch, (params, opt_state, hp, lr),
                                                       jax.random.split(key, config.update_epochs))
         return params, opt_state, jax.tree.map(jnp.mean, stats)
 
     def per_policy(x):
-        """[T, N, A, ...] -> [P, T * N/P * A, ...]: each policy's own samples."""
+        """[T, N, A, ...] -> [P, T * N/P * A, ...]: each policy's own samples; recurrent: its sequences
+        [P, T, N/P * A, ...]."""
         t = x.shape[0]
-        x = x.reshape((t, P, N // P) + x.shape[2:])
-        return jnp.moveaxis(x, 1, 0).reshape((P, -1) + x.shape[4:])
+        x = jnp.moveaxis(x.reshape((t, P, sequences) + x.shape[3:]), 1, 0)
+        return x if recurrent else x.reshape((P, -1) + x.shape[3:])
 
     def outcomes(traj):
         """Per finished episode, from the learner's side: score (win 1, draw 1/2), won, drew; and [B] sums."""
@@ -317,8 +378,9 @@ def make_program(config: Config) -> loop.Program:
         if config.selfplay in ("pool", "pfsp", "population"):
             opp_params, opp_index = selfplay.pick_opponents(state.league, state.params, opp_key, config.selfplay,
                                                             P, B // P, hp["pfsp_power"])
-        traj, env_state, view = collect_rollout(env, env_params, policy(state.params, opp_params), state.env_state,
-                                                state.obs, rollout_key, config.num_steps, config.unroll)
+        traj, env_state, view, memory = collect_rollout(env, env_params, policy(state.params, opp_params),
+                                                        state.env_state, state.obs, rollout_key, config.num_steps,
+                                                        config.unroll, state.memory)
         advantages, targets = compute_advantages(state.params, traj, hp)
         learns = jnp.broadcast_to(learner, traj.reward.shape)
         batch = {"x": actor_input(traj.obs), "c": critic_input(traj.obs), "action": traj.action,
@@ -327,10 +389,14 @@ def make_program(config: Config) -> loop.Program:
                  "acts": (learns & traj.obs["active"]).astype(jnp.float32)}
         if discrete:
             batch["mask"] = traj.obs["action_mask"] | ~jnp.any(traj.obs["action_mask"], -1, keepdims=True)
+        batch = jax.tree.map(per_policy, batch)
+        if recurrent:  # replayed from the rollout's first memory, zeroed where the previous step ended
+            batch["reset"] = per_policy(jnp.concatenate([jnp.zeros_like(traj.done[:1]), traj.done[:-1]]))
+            batch["memory"] = jax.tree.map(lambda m: m.reshape((P, sequences) + m.shape[2:]), state.memory)
         frac = 1.0 - state.update_idx / state.num_updates if config.anneal_lr else 1.0
         lr = hp["lr"] * frac
         params, opt_state, stats = per_block(lambda *a: learn(*a, hp, lr))(
-            state.params, state.opt_state, jax.tree.map(per_policy, batch), jax.random.split(learn_key, P))
+            state.params, state.opt_state, batch, jax.random.split(learn_key, P))
         league = state.league
         metrics = {k: v.mean() for k, v in stats.items()} | {"lr": lr}
         done = traj.episode_done.astype(jnp.float32)
@@ -349,8 +415,8 @@ def make_program(config: Config) -> loop.Program:
         else:  # the team's return: summed over agents (as JaxMARL's MPE baselines report it)
             metrics["episode_return_sum"] = (traj.episode_return.sum(-1) * done).sum()
         metrics["episode_length_sum"] = (traj.episode_length * done).sum()
-        new_state = RunnerState(params, opt_state, env_state, view, key, state.update_idx + 1, state.num_updates,
-                                hp, league)
+        new_state = RunnerState(params, opt_state, env_state, view, memory, key, state.update_idx + 1,
+                                state.num_updates, hp, league)
         return new_state, metrics
 
     updates_per_chunk = config.updates_per_chunk or loop.auto_chunk(config.num_updates)
@@ -384,7 +450,20 @@ def make_actor(config: Config, env: envs.Environment, env_params, stochastic: bo
 
 
 def make_policy(config: Config, env: envs.Environment, env_params):
-    """`act(policy_state, view) -> action`: the deterministic policy of the first trained policy."""
+    """`act(policy_state, view) -> action`: the deterministic policy of the first trained policy
+    (a `RecurrentPolicy` carrying GRU hidden states when `config.recurrent`)."""
+    if config.recurrent:
+        network, discrete = make_network(config, env, env_params)
+        actor_input, _ = view_inputs(config, env, env_params)
+
+        def act_recurrent(pstate, view, memory):
+            x = actor_input(view)
+            memory, dist = network.apply(jax.tree.map(lambda p: p[0], pstate["params"]), memory, x,
+                                         jnp.zeros(x.shape[:-1], bool), method=RecurrentActorCritic.policy)
+            return distributions.mode(masked(dist, view, discrete), discrete), memory
+
+        return RecurrentPolicy(act_recurrent,
+                               lambda n: (jnp.zeros((n, env.num_agents, config.gru_size)),) * 2)
     act = make_actor(config, env, env_params)
     return lambda pstate, view: act(jax.tree.map(lambda x: x[0], pstate["params"]), view)
 

@@ -184,7 +184,7 @@ def make_program(config: Config) -> loop.Program:
     def update(state: RunnerState):
         hp = state.hparams
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
-        traj, env_state, obs = collect_rollout(
+        traj, env_state, obs, _ = collect_rollout(
             env, env_params, policy(state.params), state.env_state, state.obs, rollout_key, config.num_steps,
             config.unroll)
         advantages, targets = compute_advantages(state.params, traj, hp)
