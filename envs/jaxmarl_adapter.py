@@ -29,6 +29,14 @@ Time limits arrive as jaxmarl dones; they are split per family:
   (so a true terminal on the very last step counts as truncated, and jaxnav
   agents that finished earlier switch to truncated at the limit).
 - hanabi and anything else: every done is terminated.
+SMAX scenarios have their own ids:
+- `jaxmarl:HeuristicEnemySMAX/<map>` (e.g. /3m): the allies against jaxmarl's scripted enemy,
+  jaxmarl's rewards (the benchmark setting of its SMAX baselines).
+- `jaxmarl:SMAX/<map>`: both teams are agents, for self-play. The reward is zero-sum: each team's
+  jaxmarl reward (damage dealt + 1 for a win) minus the other team's, so a game cut by the step
+  limit goes to the side that dealt more damage. On symmetric maps (equal teams of equal units:
+  3m, 2s3z, 3s5z, 8m, 25m) the env declares the two teams as `sides`, so `jaxrl selfplay`
+  accepts it, and `fixed_opponents` names the heuristic enemy for evaluation.
 Not supported: storm, storm_2p, storm_np (observations not keyed by agent),
 JaxRobotarium_* (needs the jaxrobotarium package); LearnedPolicyEnemySMAX
 needs `policy=` and `params=` keyword arguments.
@@ -59,7 +67,7 @@ def _obs_bounds(space, shape):
 
 
 class JaxMarlEnv(Environment):
-    def __init__(self, env, env_id: str):
+    def __init__(self, env, env_id: str, zero_sum_teams: bool = False):
         self._env = env
         self.env_id = env_id
         self.agents = list(env.agents)
@@ -85,6 +93,18 @@ class JaxMarlEnv(Environment):
 
         self._mask_fn = (env.get_avail_actions if type(env).get_avail_actions is not MultiAgentEnv.get_avail_actions
                          else getattr(env, "get_legal_moves", None))
+        self._teams = np.asarray(env.teams, np.int32) if zero_sum_teams else None
+        if zero_sum_teams:
+            n = env.num_allies
+            types = np.asarray(env.scenario if env.scenario is not None else np.zeros(self.num_agents))
+            symmetric = (n == env.num_enemies and np.array_equal(types[:n], types[n:])
+                         and not env.smacv2_unit_type_generation)
+            if symmetric:  # a two-sided zero-sum game: self-play applies
+                self.sides, self.zero_sum = tuple(int(t) for t in self._teams), True
+                map_name = env_id.partition("/")[2]
+                # side 0 against jaxmarl's scripted enemy; its self-play reward makes a win +1, a loss -1
+                self.fixed_opponents = {"heuristic": lambda: make(f"HeuristicEnemySMAX/{map_name}",
+                                                                  use_self_play_reward=True)}
 
     def _action_space(self, spaces):
         kinds = {type(s).__name__ for s in spaces}
@@ -163,6 +183,10 @@ class JaxMarlEnv(Environment):
             if isinstance(v, dict) and all(a in v for a in self.agents):
                 info[k] = jnp.stack([jnp.asarray(v[a], jnp.float32) for a in self.agents])
         rewards = jnp.stack([jnp.asarray(reward[a], jnp.float32) for a in self.agents])
+        if self._teams is not None:  # every agent gets its team's reward minus the other team's
+            first = np.array([0, self._env.num_allies])
+            team = rewards[first]
+            rewards = jnp.where(self._teams == 0, team[0] - team[1], team[1] - team[0])
         return self._stack_obs(obs), state, rewards, terminated, truncated, info
 
     def observation_space(self, params):
@@ -172,15 +196,25 @@ class JaxMarlEnv(Environment):
         return self._act_space
 
 
+_SMAX_IDS = ("SMAX", "HeuristicEnemySMAX")
+
+
 def ids() -> list[str]:
     import jaxmarl
+    from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
 
-    return list(jaxmarl.registered_envs)
+    return list(jaxmarl.registered_envs) + [f"{e}/{m}" for e in _SMAX_IDS for m in MAP_NAME_TO_SCENARIO]
 
 
 def make(name: str, **kwargs) -> Environment:
     import jaxmarl
 
+    base, _, scenario = name.partition("/")
+    if scenario:  # SMAX/<map>, HeuristicEnemySMAX/<map>
+        from jaxmarl.environments.smax import map_name_to_scenario
+
+        env = jaxmarl.make(base, scenario=map_name_to_scenario(scenario), **kwargs)
+        return JaxMarlEnv(env, f"jaxmarl:{name}", zero_sum_teams=base == "SMAX")
     if name in {"ant_4x2", "halfcheetah_6x1", "hopper_3x1", "humanoid_9|8", "walker2d_2x3"}:
         kwargs.setdefault("auto_reset", False)  # MABrax: AutoReset does it
     try:

@@ -145,8 +145,14 @@ def show_game(env, player_a: Player, player_b: Player, a_side: int, seed: int = 
     return "\n".join(lines)
 
 
+def random_player(key, obs, mask):
+    """A uniformly random legal action."""
+    return jax.random.categorical(key, jnp.where(mask, 0.0, -jnp.inf)).astype(jnp.int32)
+
+
 def scripted_players(env) -> dict[str, Player]:
-    return dict(getattr(env.unwrapped, "scripted_opponents", dict)())
+    """The game's scripted opponents (`env.scripted_opponents()`), at least a random player."""
+    return {"random": random_player} | dict(getattr(env.unwrapped, "scripted_opponents", dict)())
 
 
 def results(out: dict) -> dict:
@@ -174,6 +180,22 @@ def match(env, act, params_list: list, opponent: Player, games: int, seed: int =
             parts.append(jax.device_get(run(params, key, jnp.full(games, side))))
         out[f"side_{side}"] = results({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]})
     return out
+
+
+def fixed_match(env, act, params_list: list, games: int, seed: int = 0) -> dict:
+    """Side 0 of `env`, an env whose other side is built in (SMAX's heuristic enemy, from the
+    game's `fixed_opponents`): each policy plays `games` games deterministically. The env's
+    rewards are zero-sum, so the sign of side 0's return is the outcome; {"side_0": results}."""
+    from jaxrl.evaluate import evaluate_policy
+
+    run = jax.jit(lambda p, key: evaluate_policy(env, env.default_params, act, p, key, games))
+    outcome = []
+    for i, params in enumerate(params_list):
+        returns, _, finished = jax.device_get(run(params, jax.random.PRNGKey(seed + i)))
+        outcome.append(np.where(finished, np.sign(returns), 0.0))
+    outcome = np.concatenate(outcome)
+    no_illegal = np.zeros(outcome.shape, bool)  # the env masks illegal actions to no-ops
+    return {"side_0": results({"outcome": outcome, "illegal_a": no_illegal, "illegal_b": no_illegal})}
 
 
 def round_robin(env, act, pool, key, games: int) -> tuple[np.ndarray, np.ndarray]:

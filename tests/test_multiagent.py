@@ -35,6 +35,9 @@ def jaxrl(*args, cwd=None):
     ("ippo", {"recurrent": True, "num_minibatches": 5}, "recurrent minibatches hold whole sequences: "
      "(num_envs/policies)*num_agents = (16/1)*3 = 48 is not divisible by num_minibatches=5"),
     ("ippo", {"env": "jaxrl:tictactoe", "recurrent": True}, "recurrent policies train with selfplay=off only"),
+    ("ippo", {"env": "jaxrl:tictactoe", "selfplay": "latest", "opponent_random": 0.1},
+     "opponent_random=0.1 applies to the opponents of selfplay=pool, pfsp or population; selfplay=latest"),
+    ("ippo", {"env": "jaxmarl:SMAX/3s_vs_5z", "selfplay": "latest"}, "self-play needs a two-sided zero-sum game"),
 ])
 def test_bad_multiagent_configs_fail_before_compiling(algo, overrides, message, monkeypatch):
     from jaxrl import loop
@@ -203,6 +206,32 @@ def test_mappo_runs_on_mpe_with_a_world_state_critic():
     critic_in = result.state.params["params"]["critic"]["Dense_0"]["kernel"].shape[-2]
     assert critic_in == 3 * 18 + 3  # all agents' observations + the agent's id
     assert np.isfinite(result.metrics["value_loss"]).all() and result.summary["eval"]["episodes"] == 2
+
+
+def test_smax_both_teams_env_is_zero_sum_and_rates_against_the_heuristic_enemy():
+    env = envs.make("jaxmarl:SMAX/3m")
+    assert env.sides == (0, 0, 0, 1, 1, 1) and env.zero_sum
+    venv = envs.make_vec_env(env, 8)
+    view, state = venv.reset(jax.random.PRNGKey(0), env.default_params)
+
+    def step(carry, key):
+        state, view = carry
+        act_key, step_key = jax.random.split(key)
+        action = jax.random.categorical(act_key, jnp.where(view["action_mask"], 0.0, -1e9))
+        view, state, reward, *_ = venv.step(step_key, state, action, env.default_params)
+        return (state, view), reward
+
+    rewards = jax.jit(lambda: jax.lax.scan(step, (state, view), jax.random.split(jax.random.PRNGKey(1), 150))[1])()
+    team = np.asarray(rewards).reshape(150, 8, 2, 3)
+    assert np.abs(team).sum() > 0 and np.allclose(team[..., 0, :], -team[..., 1, :])  # zero-sum, per team
+    assert np.allclose(team, team[..., :1])  # every agent gets its team's reward
+
+    config = api.resolve_config("ippo", None, {"env": "jaxmarl:SMAX/3m", "selfplay": "latest", "num_envs": 8,
+                                               "num_steps": 16, "hidden_sizes": [32], "total_timesteps": 8 * 16})
+    result = api.train(config, record=False, progress=False, eval_episodes=4)
+    heuristic = result.summary["eval"]["vs"]["heuristic"]
+    assert list(heuristic) == ["side_0"] and heuristic["side_0"]["games"] == 100
+    assert sum(heuristic["side_0"][k] for k in ("wins", "draws", "losses")) == 100
 
 
 def test_recurrent_ippo_replays_its_rollout_exactly_and_evaluates():

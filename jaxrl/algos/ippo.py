@@ -74,6 +74,9 @@ class Config:
     vf_coef: float = dynamic(0.5, "value loss coefficient", low=0.0)
     max_grad_norm: float = dynamic(0.5, "global gradient-norm clip", low=0.0, low_open=True)
     pfsp_power: float = dynamic(2.0, "pfsp: snapshot weight (1 - learner's score against it)^p", low=0.0)
+    opponent_random: float = dynamic(0.0, "pool/pfsp/population: chance that an opponent's move is a uniformly "
+                                          "random legal one, so the learner meets positions its opponents avoid",
+                                     low=0.0, high=1.0)
     # run: host-side only
     total_timesteps: int = run(10_000_000, "env steps per seed (one step of an env moves all its agents)", low=1)
     seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
@@ -89,6 +92,9 @@ class Config:
             raise ConfigError(
                 f"num_envs={self.num_envs} must split into {self.policies} policies x {self.blocks // self.policies} "
                 f"opponent groups x 2 seats; use a multiple of {2 * self.blocks}")
+        if self.opponent_random > 0 and self.selfplay not in ("pool", "pfsp", "population"):
+            raise ConfigError(f"opponent_random={self.opponent_random} applies to the opponents of selfplay=pool, "
+                              f"pfsp or population; selfplay={self.selfplay}")
         if self.recurrent and self.selfplay != "off":
             raise ConfigError(f"recurrent policies train with selfplay=off only (opponents and match players are "
                               f"stateless); got selfplay={self.selfplay}")
@@ -204,6 +210,12 @@ def make_program(config: Config) -> loop.Program:
     num_agents = base_env.num_agents
     games = config.selfplay != "off"
     sides = selfplay.sides_of(base_env, config.env) if games else jnp.zeros(num_agents, jnp.int32)
+    if config.opponent_random > 0 and not discrete:
+        raise ConfigError(f"opponent_random={config.opponent_random}: random opponent moves need a discrete "
+                          f"action space; {config.env}'s is continuous")
+    if games and config.agent_ids and getattr(base_env.unwrapped, "fixed_opponents", None):
+        raise ConfigError(f"agent_ids=true: the policy could not play {config.env}'s fixed opponents "
+                          f"({', '.join(base_env.unwrapped.fixed_opponents)}), whose env has fewer agents")
     env = envs.make_vec_env(base_env, config.num_envs, world_state=config.critic == "world_state")
     P, B, N = config.policies, config.blocks, config.num_envs
     recurrent = config.recurrent
@@ -272,13 +284,17 @@ def make_program(config: Config) -> loop.Program:
         return RunnerState(params, opt_state, env_state, view, memory, key, jnp.int32(0),
                            jnp.int32(config.num_updates), hp, league)
 
-    def policy(params, opp_params):
+    def policy(params, opp_params, hp):
         def act(key, view):
-            key, opp_key = jax.random.split(key)
+            key, opp_key, explore_key, random_key = jax.random.split(key, 4)
             dist, value = forward(params, view)
             action, log_prob = distributions.sample_log_prob(key, dist, discrete)
             if opp_params is not None:
                 opp_action, _ = distributions.sample_log_prob(opp_key, opponent_forward(opp_params, view), discrete)
+                if discrete:
+                    explore = jax.random.uniform(explore_key, opp_action.shape) < hp["opponent_random"]
+                    random_action = jax.random.categorical(random_key, masked(jnp.zeros_like(dist), view, discrete))
+                    opp_action = jnp.where(explore, random_action, opp_action)
                 pick = learner if discrete else learner[..., None]
                 action = jnp.where(pick, action, opp_action)
             return action, {"log_prob": log_prob, "value": value}
@@ -378,7 +394,7 @@ def make_program(config: Config) -> loop.Program:
         if config.selfplay in ("pool", "pfsp", "population"):
             opp_params, opp_index = selfplay.pick_opponents(state.league, state.params, opp_key, config.selfplay,
                                                             P, B // P, hp["pfsp_power"])
-        traj, env_state, view, memory = collect_rollout(env, env_params, policy(state.params, opp_params),
+        traj, env_state, view, memory = collect_rollout(env, env_params, policy(state.params, opp_params, hp),
                                                         state.env_state, state.obs, rollout_key, config.num_steps,
                                                         config.unroll, state.memory)
         advantages, targets = compute_advantages(state.params, traj, hp)
@@ -478,12 +494,18 @@ def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0, opponen
 
     env = envs.make(config.env)
     act = make_actor(config, env, env.default_params)
-    opponents = opponents if opponents is not None else arena.scripted_players(env)
+    default_opponents = opponents is None
+    opponents = arena.scripted_players(env) if default_opponents else opponents
     seeds = jax.tree.leaves(policy["params"])[0].shape[0]
     params = [jax.tree.map(lambda x: x[s, 0], policy["params"]) for s in range(seeds)]
     games = max(episodes, 100)
-    return {"games_per_side": games * seeds,
-            "vs": {name: arena.match(env, act, params, opponent, games, seed) for name, opponent in opponents.items()}}
+    vs = {name: arena.match(env, act, params, opponent, games, seed) for name, opponent in opponents.items()}
+    if default_opponents:  # and opponents built into another env (SMAX's heuristic enemy), one side
+        for name, make_env in getattr(env.unwrapped, "fixed_opponents", {}).items():
+            fixed_env = make_env()
+            fixed_act = make_actor(config, fixed_env, fixed_env.default_params)
+            vs[name] = arena.fixed_match(fixed_env, fixed_act, params, games, seed)
+    return {"games_per_side": games * seeds, "vs": vs}
 
 
 def report(config: Config, policy: dict, run_dir, steps_per_update: int) -> dict:
