@@ -310,8 +310,12 @@ def make_program(config: Config) -> loop.Program:
         if recurrent:  # V(next obs) one GRU step on from the memory after each step
             next_values = jax.vmap(lambda m, v: recurrent_forward(params, m, v, jnp.zeros(v["obs"].shape[:2], bool))[2])(
                 traj.extras["memory"], traj.next_obs)
-        else:
-            next_values = jax.vmap(lambda v: forward(params, v)[1])(traj.next_obs)
+        else:  # the critic alone: its input flattened like the actor's, or the world state
+            def value(view):
+                x, c = jax.tree.map(lambda a: split(a, P), (actor_input(view), critic_input(view)))
+                return merge(per_block(lambda p, x, c: network.apply(p, x, c, method=ActorCritic.value))(params, x, c))
+
+            next_values = jax.vmap(value)(traj.next_obs)
         return gae(traj.reward, traj.extras["value"], next_values, traj.terminated, traj.done,
                    hp["gamma"], hp["gae_lambda"])
 
