@@ -394,6 +394,8 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0, step: int |
         raise JaxrlError(f"--opponent and --show apply to self-play runs; {str(run_dir)!r} was not trained by self-play")
     module = algos.get(config_algo(config))
     opponents = _opponents(opponent, config) if selfplay else None
+    if show and opponents and None in opponents.values():
+        raise JaxrlError(f"--show: {opponent} is built into another env and cannot be shown; pick another opponent")
     step, policy = checkpoint.restore_policy(Path(run_dir) / "checkpoints", step)
     if selfplay:
         result = module.evaluate(config, policy, episodes, seed, opponents)
@@ -408,20 +410,21 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0, step: int |
         env = envs.make(config.env)
         act = module.make_actor(config, env, env.default_params)
         player = arena.params_player(act, jax.tree.map(lambda x: x[0, 0], policy["params"]))
-        name, other = next(iter(opponents.items()))
+        name, other = next(iter((opponents or arena.scripted_players(env)).items()))
         result["shown"] = {"opponent": name,
                            "games": [arena.show_game(env, player, other, side, seed) for side in (0, 1)]}
     return result
 
 
 def _opponents(spec: str | None, config) -> dict:
-    """name -> arena player for `jaxrl eval --opponent` (None: the game's scripted players)."""
+    """name -> arena player for `jaxrl eval --opponent`, None for an opponent built into another env
+    (SMAX's heuristic enemy); no spec: None (the game's scripted and built-in opponents)."""
     from jaxrl import arena, envs
 
     env = envs.make(config.env)
-    scripted = arena.scripted_players(env)
+    scripted = arena.scripted_players(env) | dict.fromkeys(getattr(env.unwrapped, "fixed_opponents", {}))
     if spec is None:
-        return scripted
+        return None
     if spec in scripted:
         return {spec: scripted[spec]}
     if ".py:" in spec:

@@ -29,9 +29,10 @@ def build_parser() -> argparse.ArgumentParser:
                                           "league.json, ratings.png, winrate.png) and the policy plays the "
                                           "game's scripted players in each seat.")
     _add_train_args(selfplay)
-    selfplay.add_argument("--mode", choices=("latest", "pool", "pfsp", "population"), default="pfsp",
+    selfplay.add_argument("--mode", choices=("latest", "pool", "pfsp", "population"),
                           help="opponents: latest (mirror), pool (uniform past snapshots), pfsp (prioritised by "
-                               "win rate), population (N policies trained together); default pfsp")
+                               "win rate), population (N policies trained together); default: the game's preset "
+                               "(latest on tic-tac-toe), else pfsp")
     selfplay.add_argument("--population", type=int, help="population size for --mode population (default 8)")
 
     res = sub.add_parser("resume", help="continue a stopped, preempted or killed run or sweep",
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", type=int, help="checkpoint step (default: latest)")
     ev.add_argument("--opponent", help="self-play runs: random, heuristic, minimax (tic-tac-toe), "
                                        "path/to/file.py:function (a Python function (obs, legal mask) -> action), "
-                                       "or another run RUN_DIR[@STEP] (default: every scripted player)")
+                                       "or another run RUN_DIR[@STEP] (default: every scripted player, and built-in ones "
+                                       "such as SMAX's heuristic enemy)")
     ev.add_argument("--show", action="store_true", help="self-play runs: print one game per seat move by move")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -129,13 +131,18 @@ def _add_device_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_selfplay(args) -> int:
-    from jaxrl.config import ConfigError
+    from jaxrl import api
+    from jaxrl.config import ConfigError, parse_overrides
 
-    if args.population is not None and args.mode != "population":
-        raise ConfigError(f"--population applies to --mode population, not --mode {args.mode}")
     args.algo = args.algo or _config_file_algo(args.config) or "ippo"
     if args.algo not in ("ippo", "mappo"):
         raise ConfigError(f"self-play trains ippo or mappo, not {args.algo}")
+    if args.mode is None:  # the preset's (or config file's) mode, else pfsp
+        overrides = parse_overrides(args.sets) | ({"env": args.env} if args.env else {})
+        preset = api.resolve_config(args.algo, args.config, overrides).selfplay
+        args.mode = "population" if args.population is not None else preset if preset != "off" else "pfsp"
+    if args.population is not None and args.mode != "population":
+        raise ConfigError(f"--population applies to --mode population, not --mode {args.mode}")
     args.sets = args.sets + [f"selfplay={args.mode}"]
     if args.mode == "population":
         args.sets.append(f"population_size={args.population or 8}")

@@ -208,7 +208,7 @@ def test_mappo_runs_on_mpe_with_a_world_state_critic():
     assert np.isfinite(result.metrics["value_loss"]).all() and result.summary["eval"]["episodes"] == 2
 
 
-def test_smax_both_teams_env_is_zero_sum_and_rates_against_the_heuristic_enemy():
+def test_smax_both_teams_env_is_zero_sum_and_rates_against_the_heuristic_enemy(tmp_path):
     env = envs.make("jaxmarl:SMAX/3m")
     assert env.sides == (0, 0, 0, 1, 1, 1) and env.zero_sum
     venv = envs.make_vec_env(env, 8)
@@ -228,10 +228,15 @@ def test_smax_both_teams_env_is_zero_sum_and_rates_against_the_heuristic_enemy()
 
     config = api.resolve_config("ippo", None, {"env": "jaxmarl:SMAX/3m", "selfplay": "latest", "num_envs": 8,
                                                "num_steps": 16, "hidden_sizes": [32], "total_timesteps": 8 * 16})
-    result = api.train(config, record=False, progress=False, eval_episodes=4)
+    result = api.train(config, out=str(tmp_path / "smax"), progress=False, eval_episodes=4)
     heuristic = result.summary["eval"]["vs"]["heuristic"]
     assert list(heuristic) == ["side_0"] and heuristic["side_0"]["games"] == 100
     assert sum(heuristic["side_0"][k] for k in ("wins", "draws", "losses")) == 100
+    # `jaxrl eval` plays the built-in enemy too, by default or by name; it cannot print its games
+    assert set(api.evaluate(result.run_dir, episodes=1)["vs"]) == {"random", "heuristic"}
+    assert list(api.evaluate(result.run_dir, episodes=1, opponent="heuristic")["vs"]) == ["heuristic"]
+    with pytest.raises(JaxrlError, match="--show: heuristic is built into another env"):
+        api.evaluate(result.run_dir, opponent="heuristic", show=True)
 
 
 def test_recurrent_ippo_replays_its_rollout_exactly_and_evaluates():
@@ -257,3 +262,14 @@ def test_ippo_on_simple_spread_reaches_jaxmarls_return():
     config = api.resolve_config("ippo", None, {"total_timesteps": 2_000_000})
     result = api.train(config, record=False, progress=False, eval_episodes=0)
     assert result.summary["final_return_mean"] > -60.9, result.summary
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_tictactoe_selfplay_never_loses_to_minimax():
+    config = api.resolve_config("ippo", None, {"env": "jaxrl:tictactoe"})  # the preset: 5e6 steps of mirror play
+    result = api.train(config, record=False, progress=False, eval_episodes=1000)
+    vs_minimax = result.summary["eval"]["vs"]["minimax"]
+    for side in ("side_0", "side_1"):
+        assert vs_minimax[side]["games"] == 1000 and vs_minimax[side]["losses"] == 0, vs_minimax
+

@@ -124,10 +124,17 @@ class Config:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # Board games: bigger nets, more envs, shorter runs; self-play against a pool of past selves.
-    "jaxrl:tictactoe": dict(num_envs=64, num_steps=32, hidden_sizes=(128, 128), lr=1e-3, ent_coef=0.01,
-                            selfplay="pfsp", total_timesteps=2_000_000),
+    # Tic-tac-toe: mirror self-play with entropy kept up meets every opening; this never lost to minimax
+    # (1,000 games per seat, 3 seeds), while pfsp pools of near-deterministic snapshots left O blind spots.
+    "jaxrl:tictactoe": dict(num_envs=64, num_steps=32, hidden_sizes=(128, 128), lr=1e-3, ent_coef=0.03,
+                            normalize_advantages=False, selfplay="latest", total_timesteps=5_000_000),
     "jaxrl:connect4": dict(num_envs=128, num_steps=32, hidden_sizes=(256, 256), lr=5e-4, ent_coef=0.01,
                            selfplay="pfsp", total_timesteps=10_000_000),
+    # SMAX 3m vs 3m self-play, with JaxMARL's SMAX IPPO optimiser settings (lr 4e-3, clip 0.05, grad norm
+    # 0.25, relu): 83% against the heuristic enemy over 1,000 games after 5e6 steps (64% with lr 5e-4, tanh).
+    "jaxmarl:SMAX/3m": dict(num_envs=64, num_steps=64, hidden_sizes=(128, 128), activation="relu", lr=4e-3,
+                            clip_eps=0.05, max_grad_norm=0.25, ent_coef=0.01, selfplay="latest",
+                            total_timesteps=5_000_000),
     "jaxrl:sumo": dict(num_envs=64, num_steps=64, hidden_sizes=(64, 64), lr=3e-4, selfplay="pfsp",
                        total_timesteps=5_000_000),
 }
@@ -490,25 +497,29 @@ def make_policy(config: Config, env: envs.Environment, env_params):
 
 def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0, opponents: dict | None = None) -> dict | None:
     """Self-play runs: win/draw/loss of the first policy of every seed in each seat against
-    `opponents` (name -> arena player; default the game's scripted ones), at least 100 games
-    per seat. None for the other runs (the default return evaluation applies)."""
+    `opponents` (name -> arena player, or None for an opponent built into another env, played from
+    side 0: SMAX's heuristic enemy; default: the game's scripted and built-in opponents), at least
+    100 games per seat. None for the other runs (the default return evaluation applies)."""
     if config.selfplay == "off":
         return None
     from jaxrl import arena
 
     env = envs.make(config.env)
     act = make_actor(config, env, env.default_params)
-    default_opponents = opponents is None
-    opponents = arena.scripted_players(env) if default_opponents else opponents
+    fixed = getattr(env.unwrapped, "fixed_opponents", {})
+    if opponents is None:
+        opponents = arena.scripted_players(env) | dict.fromkeys(fixed)
     seeds = jax.tree.leaves(policy["params"])[0].shape[0]
     params = [jax.tree.map(lambda x: x[s, 0], policy["params"]) for s in range(seeds)]
     games = max(episodes, 100)
-    vs = {name: arena.match(env, act, params, opponent, games, seed) for name, opponent in opponents.items()}
-    if default_opponents:  # and opponents built into another env (SMAX's heuristic enemy), one side
-        for name, make_env in getattr(env.unwrapped, "fixed_opponents", {}).items():
-            fixed_env = make_env()
-            fixed_act = make_actor(config, fixed_env, fixed_env.default_params)
-            vs[name] = arena.fixed_match(fixed_env, fixed_act, params, games, seed)
+    vs = {}
+    for name, opponent in opponents.items():
+        if opponent is None:
+            fixed_env = fixed[name]()
+            vs[name] = arena.fixed_match(fixed_env, make_actor(config, fixed_env, fixed_env.default_params), params,
+                                         games, seed)
+        else:
+            vs[name] = arena.match(env, act, params, opponent, games, seed)
     return {"games_per_side": games * seeds, "vs": vs}
 
 
