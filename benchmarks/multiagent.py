@@ -25,7 +25,7 @@ import optax
 
 from common import machine, provenance
 
-from jaxrl import api, envs
+from jaxrl import api, distributions, envs
 from jaxrl.algos import ippo as ippo_algo
 from jaxrl.algos.ppo import make_optimizer
 from jaxrl.config import to_dict
@@ -89,9 +89,9 @@ def floors() -> list[dict]:
 
     def loss(net_params, mb):
         logits, values = network.apply(net_params, mb["obs"])
-        log_prob = jnp.take_along_axis(jax.nn.log_softmax(logits), mb["action"][:, None], -1)[:, 0]
+        log_prob = distributions.categorical_log_prob(logits, mb["action"])
         pi_loss = ppo_policy_loss(log_prob, mb["log_prob"], mb["advantages"], config.clip_eps)[0]
-        entropy = -(jax.nn.softmax(logits) * jax.nn.log_softmax(logits)).sum(-1).mean()
+        entropy = distributions.categorical_entropy(logits).mean()
         return (pi_loss + config.vf_coef * value_loss(values, mb["value"], mb["targets"], config.clip_eps, True)
                 - config.ent_coef * entropy)
 

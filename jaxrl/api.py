@@ -419,12 +419,12 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0, step: int |
 def _opponents(spec: str | None, config) -> dict:
     """name -> arena player for `jaxrl eval --opponent`, None for an opponent built into another env
     (SMAX's heuristic enemy); no spec: None (the game's scripted and built-in opponents)."""
+    if spec is None:
+        return None
     from jaxrl import arena, envs
 
     env = envs.make(config.env)
     scripted = arena.scripted_players(env) | dict.fromkeys(getattr(env.unwrapped, "fixed_opponents", {}))
-    if spec is None:
-        return None
     if spec in scripted:
         return {spec: scripted[spec]}
     if ".py:" in spec:

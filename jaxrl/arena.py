@@ -49,10 +49,7 @@ def play(env, player_a: Player, player_b: Player, key, a_side, max_moves: int = 
             key, view, state, _, ours, theirs, ill_a, ill_b, t = c
             key, ka, kb, step_key = jax.random.split(key, 4)
             mask = view.get("action_mask", jnp.ones(view["obs"].shape[:1] + (1,), bool))
-            agents = jnp.arange(sides.shape[0])
-            act_a = jax.vmap(player_a)(jax.random.split(ka, agents.shape[0]), view["obs"], mask)
-            act_b = jax.vmap(player_b)(jax.random.split(kb, agents.shape[0]), view["obs"], mask)
-            action = jnp.where(mine, act_a, act_b).astype(jnp.int32)
+            action = joint_action(player_a, player_b, mine, ka, kb, view["obs"], mask)
             view, state, reward, terminated, truncated, info = view_env.step(step_key, state, action, params)
             illegal = info.get("illegal", jnp.zeros(sides.shape, bool))
             done = jnp.all(terminated | truncated)
@@ -65,6 +62,14 @@ def play(env, player_a: Player, player_b: Player, key, a_side, max_moves: int = 
 
     a_side = jnp.asarray(a_side, jnp.int32)
     return jax.vmap(one)(jax.random.split(key, a_side.shape[0]), a_side)
+
+
+def joint_action(player_a: Player, player_b: Player, mine, key_a, key_b, obs, mask):
+    """Every agent's action [A]: player a's on its side (`mine` [A]), player b's elsewhere."""
+    n = obs.shape[0]
+    act_a = jax.vmap(player_a)(jax.random.split(key_a, n), obs, mask)
+    act_b = jax.vmap(player_b)(jax.random.split(key_b, n), obs, mask)
+    return jnp.where(mine, act_a, act_b).astype(jnp.int32)
 
 
 def params_player(act, params, stochastic: bool = False) -> Player:
@@ -121,10 +126,7 @@ def show_game(env, player_a: Player, player_b: Player, a_side: int, seed: int = 
     @jax.jit
     def move(key, view, state):
         ka, kb, step_key = jax.random.split(key, 3)
-        n = view["obs"].shape[0]
-        act_a = jax.vmap(player_a)(jax.random.split(ka, n), view["obs"], view["action_mask"])
-        act_b = jax.vmap(player_b)(jax.random.split(kb, n), view["obs"], view["action_mask"])
-        action = jnp.where(jnp.asarray(mine), act_a, act_b).astype(jnp.int32)
+        action = joint_action(player_a, player_b, jnp.asarray(mine), ka, kb, view["obs"], view["action_mask"])
         return action, view_env.step(step_key, state, action, params)
 
     key = jax.random.PRNGKey(seed)
