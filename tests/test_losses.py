@@ -73,3 +73,23 @@ def test_orthogonal_init_is_orthogonal(shape):
     w = np.asarray(orthogonal(2.0)(jax.random.PRNGKey(0), shape)).reshape(-1, shape[-1])
     gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
     np.testing.assert_allclose(gram, 4.0 * np.eye(len(gram)), atol=1e-5)
+
+
+def test_conv_torso_is_a_valid_convolution_and_keeps_trailing_features():
+    """MLP's conv torso (dense layer on k x k patches) equals lax's VALID convolution, then the dense layers."""
+    import jax
+
+    from jaxrl.networks import MLP
+
+    image_shape, extra = (4, 5, 2), 3
+    net = MLP((6,), 2, "relu", 1.0, conv_channels=(3,), conv_kernel=2, image_shape=image_shape)
+    x = jax.random.normal(jax.random.PRNGKey(0), (7, int(np.prod(image_shape)) + extra))
+    params = net.init(jax.random.PRNGKey(1), x)["params"]
+    conv, hidden, head = params["Dense_0"], params["Dense_1"], params["Dense_2"]
+    kernel = conv["kernel"].reshape(2, 2, 2, 3)  # patch features are ordered (row offset, column offset, channel)
+    images = x[:, :40].reshape((7,) + image_shape)
+    maps = jax.lax.conv_general_dilated(images, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    features = jnp.concatenate([jax.nn.relu(maps + conv["bias"]).reshape(7, -1), x[:, 40:]], -1)
+    expected = jax.nn.relu(features @ hidden["kernel"] + hidden["bias"]) @ head["kernel"] + head["bias"]
+    np.testing.assert_allclose(net.apply({"params": params}, x), expected, rtol=1e-5, atol=1e-5)
+    assert hidden["kernel"].shape == (3 * 4 * 3 + extra, 6)

@@ -38,6 +38,11 @@ def jaxrl(*args, cwd=None):
     ("ippo", {"env": "jaxrl:tictactoe", "selfplay": "latest", "opponent_random": 0.1},
      "opponent_random=0.1 applies to the opponents of selfplay=pool, pfsp or population; selfplay=latest"),
     ("ippo", {"env": "jaxmarl:SMAX/3s_vs_5z", "selfplay": "latest"}, "self-play needs a two-sided zero-sum game"),
+    ("ippo", {"conv_channels": [8]}, "conv_channels=[8] needs image observations [height, width, channels]; "
+                                     "jaxmarl:MPE_simple_spread_v3 gives shape [18]"),
+    ("ippo", {"env": "jaxrl:connect4", "conv_channels": [8, 8], "conv_kernel": 4},
+     "2 convolutions of 4x4 do not fit jaxrl:connect4's 6x7 observation"),
+    ("ippo", {"conv_channels": [8], "recurrent": True}, "convolutions are for feed-forward policies"),
 ])
 def test_bad_multiagent_configs_fail_before_compiling(algo, overrides, message, monkeypatch):
     from jaxrl import loop
@@ -167,6 +172,10 @@ def test_selfplay_run_writes_ratings_plots_and_game_results(selfplay_run):
     score, games = np.array(league["score"]), np.array(league["games"])
     np.testing.assert_allclose(score + score.T, games)  # every game's point is shared out
     assert league["elo"][league["players"].index("random")] == 0.0
+    last = summary["league"]["last_snapshot_score"]  # direct games, beside the Elo fit
+    for name in ("random", "heuristic", "minimax"):
+        column = league["players"].index(name)
+        assert last[name] == pytest.approx(score[3, column] / games[3, column], abs=1e-3)
     for name in ("ratings.png", "winrate.png", "curves.png"):
         assert (out / name).stat().st_size > 10_000
     header = (out / "metrics.csv").read_text().splitlines()[0]

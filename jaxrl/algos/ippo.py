@@ -33,7 +33,7 @@ from jaxrl.config import ConfigError, dynamic, hparams, run, static, validate_fi
 from jaxrl.losses import gae, normalize, ppo_policy_loss, value_loss
 from jaxrl.losses import mean as weighted_mean
 from jaxrl.evaluate import RecurrentPolicy
-from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic
+from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, check_conv
 from jaxrl.rollout import collect_rollout
 
 
@@ -48,6 +48,9 @@ class Config:
                                   low=1)
     hidden_sizes: tuple = static((64, 64), "hidden layer widths of actor and critic", low=1)
     activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
+    conv_channels: tuple = static((), "channels of VALID stride-1 convolutions applied first to each agent's image "
+                                      "observation [H, W, C] (empty: none; feed-forward only)", low=1)
+    conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
     recurrent: bool = static(False, "GRU actor and critic (embedding, GRU, then the remaining hidden layers); "
                                     "hidden states reset at episode starts; selfplay=off")
     gru_size: int = static(128, "GRU hidden units (recurrent)", low=1)
@@ -95,6 +98,9 @@ class Config:
         if self.opponent_random > 0 and self.selfplay not in ("pool", "pfsp", "population"):
             raise ConfigError(f"opponent_random={self.opponent_random} applies to the opponents of selfplay=pool, "
                               f"pfsp or population; selfplay={self.selfplay}")
+        if self.recurrent and self.conv_channels:
+            raise ConfigError(f"conv_channels={list(self.conv_channels)}: convolutions are for feed-forward policies "
+                              f"(recurrent=true embeds observations with a dense layer)")
         if self.recurrent and self.selfplay != "off":
             raise ConfigError(f"recurrent policies train with selfplay=off only (opponents and match players are "
                               f"stateless); got selfplay={self.selfplay}")
@@ -164,7 +170,12 @@ def make_network(config: Config, env: envs.Environment, env_params):
     if config.recurrent:
         return RecurrentActorCritic(action_dim, discrete, config.hidden_sizes, config.activation,
                                     config.gru_size), discrete
-    return ActorCritic(action_dim, discrete, 1, config.hidden_sizes, config.activation), discrete
+    image_shape = ()
+    if config.conv_channels:
+        view = jax.eval_shape(lambda k: envs.AgentView(env).reset(k, env_params)[0], jax.random.PRNGKey(0))
+        image_shape = check_conv(config.conv_channels, config.conv_kernel, view["obs"].shape[1:], config.env)
+    return ActorCritic(action_dim, discrete, 1, config.hidden_sizes, config.activation, config.conv_channels,
+                       config.conv_kernel, image_shape, central_critic=config.critic == "world_state"), discrete
 
 
 def config_name(config: Config) -> str:

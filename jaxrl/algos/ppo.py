@@ -20,7 +20,7 @@ from flax import struct
 from jaxrl import distributions, envs, loop
 from jaxrl.config import ConfigError, dynamic, hparams, run, static, validate_fields
 from jaxrl.losses import gae, ppo_policy_loss, value_loss
-from jaxrl.networks import ACTIVATIONS, ActorCritic
+from jaxrl.networks import ACTIVATIONS, ActorCritic, check_conv
 from jaxrl.rollout import collect_rollout, episode_metrics
 
 
@@ -34,6 +34,9 @@ class Config:
     num_minibatches: int = static(4, "minibatches per epoch; must divide num_envs*num_steps", low=1)
     hidden_sizes: tuple = static((64, 64), "hidden layer widths of actor and critic", low=1)
     activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
+    conv_channels: tuple = static((), "channels of VALID stride-1 convolutions applied first to image observations "
+                                      "[H, W, C] (empty: none)", low=1)
+    conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
     clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps)")
     normalize_obs: bool = static(False, "standardise observations with running statistics")
@@ -113,8 +116,10 @@ def make_network(config: Config, env: envs.Environment, env_params) -> tuple[Act
     act_space = env.action_space(env_params)
     discrete = isinstance(act_space, envs.Discrete)
     action_dim = act_space.n if discrete else envs.flat_dim(act_space)
-    obs_ndim = len(env.observation_space(env_params).shape)
-    return ActorCritic(action_dim, discrete, obs_ndim, config.hidden_sizes, config.activation), discrete
+    obs_shape = env.observation_space(env_params).shape
+    image_shape = check_conv(config.conv_channels, config.conv_kernel, obs_shape, config.env)
+    return ActorCritic(action_dim, discrete, len(obs_shape), config.hidden_sizes, config.activation,
+                       config.conv_channels, config.conv_kernel, image_shape), discrete
 
 
 def make_program(config: Config) -> loop.Program:
