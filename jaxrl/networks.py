@@ -47,23 +47,17 @@ def dense(features: int, scale: float) -> nn.Dense:
     return nn.Dense(features, kernel_init=orthogonal(scale), bias_init=nn.initializers.zeros)
 
 
-def conv_output_shape(image_shape: Sequence[int], conv_channels: Sequence[int], conv_kernel: int) -> tuple:
-    """[H, W, C] after `conv_channels` VALID convolutions of `conv_kernel` x `conv_kernel` (stride 1)."""
-    h, w = image_shape[0] - len(conv_channels) * (conv_kernel - 1), image_shape[1] - len(conv_channels) * (conv_kernel - 1)
-    return (h, w, conv_channels[-1]) if conv_channels else tuple(image_shape)
-
-
 def check_conv(conv_channels: Sequence[int], conv_kernel: int, obs_shape: Sequence[int], env_id: str) -> tuple:
     """The image shape a conv torso reads, or () without one; ConfigError when the observation cannot take it."""
     if not conv_channels:
         return ()
     if len(obs_shape) != 3:
         raise ConfigError(f"conv_channels={list(conv_channels)} needs image observations [height, width, channels]; "
-                         f"{env_id} gives shape {list(obs_shape)}")
-    h, w, _ = conv_output_shape(obs_shape, conv_channels, conv_kernel)
-    if h < 1 or w < 1:
+                          f"{env_id} gives shape {list(obs_shape)}")
+    trimmed = len(conv_channels) * (conv_kernel - 1)  # each VALID convolution trims kernel - 1 rows and columns
+    if min(obs_shape[0], obs_shape[1]) - trimmed < 1:
         raise ConfigError(f"{len(conv_channels)} convolutions of {conv_kernel}x{conv_kernel} do not fit {env_id}'s "
-                         f"{obs_shape[0]}x{obs_shape[1]} observation (each trims {conv_kernel - 1} rows and columns)")
+                          f"{obs_shape[0]}x{obs_shape[1]} observation (each trims {conv_kernel - 1} rows and columns)")
     return tuple(int(d) for d in obs_shape)
 
 
