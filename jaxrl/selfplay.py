@@ -9,6 +9,8 @@ Modes (`selfplay` in the ippo/mappo config):
   member drawn uniformly.
 The pool (ring buffer of `pool_size` snapshots of policy 0) and the score table live in the
 runner state as a `League`, so snapshots, sampling and matchmaking never leave the device.
+Pool and pfsp leagues may also hold K of the game's scripted players (fixed anchors that keep
+punishing blunders past selves share); they are drawn like snapshots, by the same weights.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ class League:
     pool: Any  # params snapshots [S, ...] of policy 0
     pool_update: jax.Array  # [S] update after which each snapshot was taken (-1: empty slot)
     count: jax.Array  # snapshots taken so far (slot = count % S)
-    score: jax.Array  # [S + P] decayed learner score against each snapshot, then each member
-    games: jax.Array  # [S + P] decayed games behind `score`
+    score: jax.Array  # [S + P + K] decayed learner score against each snapshot, member, scripted player
+    games: jax.Array  # [S + P + K] decayed games behind `score`
 
 
 def sides_of(env, env_id: str) -> jax.Array:
@@ -46,11 +48,11 @@ def sides_of(env, env_id: str) -> jax.Array:
     return jnp.asarray(sides, jnp.int32)
 
 
-def init_league(params, pool_size: int, members: int) -> League:
+def init_league(params, pool_size: int, members: int, scripted: int = 0) -> League:
     """A pool holding the initial policy (params of policy 0) in slot 0."""
     pool = jax.tree.map(lambda x: jnp.zeros((pool_size,) + x.shape, x.dtype).at[0].set(x), params)
     pool_update = jnp.full((pool_size,), -1, jnp.int32).at[0].set(0)
-    zeros = jnp.zeros((pool_size + members,), jnp.float32)
+    zeros = jnp.zeros((pool_size + members + scripted,), jnp.float32)
     return League(pool, pool_update, jnp.int32(1), zeros, zeros)
 
 
@@ -66,22 +68,25 @@ def snapshot(league: League, params, update) -> League:
 def pick_opponents(league: League, params, key, mode: str, members: int, groups: int, power):
     """Opponents of the P*G env blocks of one update (member-major): (params [P*G, ...], index [P*G]).
 
-    index < S names a pool slot, index S + j population member j.
+    index < S names a pool slot, index S + j population member j, index S + P + k scripted player k
+    (its params row is a placeholder: pool slot 0).
     """
     size = league.pool_update.shape[0]
+    scripted = league.score.shape[0] - size - members
     if mode == "population":
         shift = jax.random.randint(key, (members, groups), 1, members)  # any member but oneself
         member = (jnp.arange(members)[:, None] + shift) % members
         index = member.reshape(-1)
         return jax.tree.map(lambda x: x[index], params), size + index
-    filled = league.pool_update >= 0
-    weight = jnp.ones(size)
+    candidates = jnp.concatenate([jnp.arange(size), size + members + jnp.arange(scripted)])
+    filled = jnp.concatenate([league.pool_update >= 0, jnp.ones(scripted, bool)])
+    weight = jnp.ones(size + scripted)
     if mode == "pfsp":
-        rate = (league.score[:size] + 0.5) / (league.games[:size] + 1.0)  # prior: one drawn game
-        weight = jnp.power(1.0 - rate, power) + 1e-3  # every snapshot keeps a small chance
+        rate = (league.score[candidates] + 0.5) / (league.games[candidates] + 1.0)  # prior: one drawn game
+        weight = jnp.power(1.0 - rate, power) + 1e-3  # every opponent keeps a small chance
     logits = jnp.where(filled, jnp.log(weight), -jnp.inf)
-    index = jax.random.categorical(key, logits, shape=(members * groups,))
-    return jax.tree.map(lambda x: x[index], league.pool), index
+    pick = jax.random.categorical(key, logits, shape=(members * groups,))
+    return jax.tree.map(lambda x: x[jnp.where(pick < size, pick, 0)], league.pool), candidates[pick]
 
 
 def record(league: League, index, score, games) -> League:

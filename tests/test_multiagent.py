@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from jaxrl import api, arena, envs, selfplay
+from jaxrl.algos import ippo
+from jaxrl.config import hparams
 from jaxrl.errors import JaxrlError
 from jaxrl.losses import ppo_policy_loss, value_loss
 
@@ -43,6 +45,10 @@ def jaxrl(*args, cwd=None):
     ("ippo", {"env": "jaxrl:connect4", "conv_channels": [8, 8], "conv_kernel": 4},
      "2 convolutions of 4x4 do not fit jaxrl:connect4's 6x7 observation"),
     ("ippo", {"conv_channels": [8], "recurrent": True}, "convolutions are for feed-forward policies"),
+    ("ippo", {"env": "jaxrl:connect4", "selfplay": "latest", "scripted_opponents": ["heuristic"]},
+     "scripted_opponents=['heuristic'] join the opponents of selfplay=pool or pfsp; selfplay=latest"),
+    ("ippo", {"env": "jaxrl:connect4", "selfplay": "pfsp", "scripted_opponents": ["minimax"]},
+     "scripted_opponents: jaxrl:connect4 has no scripted player 'minimax' (it has: random, heuristic)"),
 ])
 def test_bad_multiagent_configs_fail_before_compiling(algo, overrides, message, monkeypatch):
     from jaxrl import loop
@@ -108,6 +114,22 @@ def test_league_snapshots_wrap_and_pfsp_prefers_hard_opponents():
     opp, index = selfplay.pick_opponents(league, members, jax.random.PRNGKey(1), "population", 5, 50, 2.0)
     own = np.repeat(np.arange(5), 50)
     assert np.all(np.asarray(index) - 4 != own) and np.all(np.asarray(opp["w"][:, 0]) == np.asarray(index) - 4)
+
+
+def test_pfsp_draws_a_scripted_player_the_learner_cannot_beat():
+    """Minimax joins the league; with every snapshot beaten, pfsp sends all env groups to it, and the
+    untrained learner then wins no game (against its snapshots it wins about half)."""
+    config = api.resolve_config("ippo", None, {"env": "jaxrl:tictactoe", "selfplay": "pfsp", "pool_size": 2,
+                                               "scripted_opponents": ["minimax"], "num_envs": 32, "num_steps": 24,
+                                               "hidden_sizes": [16], "total_timesteps": 32 * 24 * 2})
+    program = ippo.make_program(config)
+    state = program.init(jax.random.PRNGKey(0), hparams(config))
+    assert state.league.score.shape == (2 + 1 + 1,)  # snapshots, the learner's member slot, minimax
+    beaten = state.league.replace(score=jnp.asarray([1e3, 1e3, 0.0, 0.0]), games=jnp.asarray([1e3, 1e3, 0.0, 0.0]))
+    state, metrics = jax.jit(program.update)(state.replace(league=beaten))
+    assert metrics["episodes"] >= 32 and metrics["win_rate"] == 0.0
+    np.testing.assert_allclose(state.league.games[:1], [980])  # decayed, nothing new (slot 1: a new snapshot)
+    assert state.league.games[3] >= 32
 
 
 def test_minimax_never_loses_and_elo_orders_players():

@@ -64,6 +64,8 @@ class Config:
     population_size: int = static(1, "policies trained together (selfplay=population)", low=1)
     pool_size: int = static(16, "past policies kept on device (pool/pfsp opponents; rated after training)", low=1)
     snapshot_every: int = static(0, "updates between pool snapshots (0: pool_size snapshots over the run)", low=0)
+    scripted_opponents: tuple = static((), "the game's scripted players (e.g. heuristic) that join the pool/pfsp "
+                                            "opponents as fixed members, drawn by the same weights as snapshots")
     opponent_groups: int = static(4, "env groups per policy, each facing its own opponent per update", low=1)
     updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)",
                                     low=0)
@@ -98,6 +100,9 @@ class Config:
         if self.opponent_random > 0 and self.selfplay not in ("pool", "pfsp", "population"):
             raise ConfigError(f"opponent_random={self.opponent_random} applies to the opponents of selfplay=pool, "
                               f"pfsp or population; selfplay={self.selfplay}")
+        if self.scripted_opponents and self.selfplay not in ("pool", "pfsp"):
+            raise ConfigError(f"scripted_opponents={list(self.scripted_opponents)} join the opponents of selfplay=pool "
+                              f"or pfsp; selfplay={self.selfplay}")
         if self.recurrent and self.conv_channels:
             raise ConfigError(f"conv_channels={list(self.conv_channels)}: convolutions are for feed-forward policies "
                               f"(recurrent=true embeds observations with a dense layer)")
@@ -178,6 +183,20 @@ def make_network(config: Config, env: envs.Environment, env_params):
                        config.conv_kernel, image_shape, central_critic=config.critic == "world_state"), discrete
 
 
+def scripted_league(config: Config, env: envs.Environment) -> list:
+    """The arena players named by `config.scripted_opponents`; a clear error for unknown names."""
+    if not config.scripted_opponents:
+        return []
+    from jaxrl import arena
+
+    available = arena.scripted_players(env)
+    unknown = [name for name in config.scripted_opponents if name not in available]
+    if unknown:
+        raise ConfigError(f"scripted_opponents: {config.env} has no scripted player {', '.join(map(repr, unknown))} "
+                          f"(it has: {', '.join(available)})")
+    return [available[name] for name in config.scripted_opponents]
+
+
 def config_name(config: Config) -> str:
     return "mappo" if config.critic == "world_state" else "ippo"
 
@@ -231,6 +250,7 @@ def make_program(config: Config) -> loop.Program:
     if config.opponent_random > 0 and not discrete:
         raise ConfigError(f"opponent_random={config.opponent_random}: random opponent moves need a discrete "
                           f"action space; {config.env}'s is continuous")
+    scripted = scripted_league(config, base_env)
     if games and config.agent_ids and getattr(base_env.unwrapped, "fixed_opponents", None):
         raise ConfigError(f"agent_ids=true: the policy could not play {config.env}'s fixed opponents "
                           f"({', '.join(base_env.unwrapped.fixed_opponents)}), whose env has fewer agents")
@@ -297,18 +317,28 @@ def make_program(config: Config) -> loop.Program:
             init_args = (x, c)
         params = jax.vmap(lambda k: network.init(k, *init_args))(jax.random.split(net_key, P))  # members differ
         opt_state = jax.vmap(make_optimizer(hp, 0.0).init)(params)
-        league = selfplay.init_league(jax.tree.map(lambda x: x[0], params), config.pool_size, P)
+        league = selfplay.init_league(jax.tree.map(lambda x: x[0], params), config.pool_size, P, len(scripted))
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
         return RunnerState(params, opt_state, env_state, view, memory, key, jnp.int32(0),
                            jnp.int32(config.num_updates), hp, league)
 
-    def policy(params, opp_params, hp):
+    def scripted_actions(key, view, opp_index):
+        """[N, A] actions of the scripted players drawn for each env block (-1 where a policy plays)."""
+        keys = jax.random.split(key, view["obs"].shape[:2])
+        moves = jnp.stack([jax.vmap(jax.vmap(fn))(keys, view["obs"], view["action_mask"]) for fn in scripted])
+        which = jnp.repeat(opp_index - (config.pool_size + P), N // B)  # [N]: scripted player k, < 0: a policy
+        return jnp.where((which >= 0)[:, None], moves[jnp.maximum(which, 0), jnp.arange(N)], -1)
+
+    def policy(params, opp_params, opp_index, hp):
         def act(key, view):
-            key, opp_key, explore_key, random_key = jax.random.split(key, 4)
+            key, opp_key, explore_key, random_key, scripted_key = jax.random.split(key, 5)
             dist, value = forward(params, view)
             action, log_prob = distributions.sample_log_prob(key, dist, discrete)
             if opp_params is not None:
                 opp_action, _ = distributions.sample_log_prob(opp_key, opponent_forward(opp_params, view), discrete)
+                if scripted:
+                    by_script = scripted_actions(scripted_key, view, opp_index)
+                    opp_action = jnp.where(by_script >= 0, by_script, opp_action)
                 if discrete:
                     explore = jax.random.uniform(explore_key, opp_action.shape) < hp["opponent_random"]
                     random_action = jax.random.categorical(random_key, masked(jnp.zeros_like(dist), view, discrete))
@@ -416,7 +446,7 @@ def make_program(config: Config) -> loop.Program:
         if config.selfplay in ("pool", "pfsp", "population"):
             opp_params, opp_index = selfplay.pick_opponents(state.league, state.params, opp_key, config.selfplay,
                                                             P, B // P, hp["pfsp_power"])
-        traj, env_state, view, memory = collect_rollout(env, env_params, policy(state.params, opp_params, hp),
+        traj, env_state, view, memory = collect_rollout(env, env_params, policy(state.params, opp_params, opp_index, hp),
                                                         state.env_state, state.obs, rollout_key, config.num_steps,
                                                         config.unroll, state.memory)
         advantages, targets = compute_advantages(state.params, traj, hp)
