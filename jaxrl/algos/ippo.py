@@ -446,9 +446,9 @@ def make_program(config: Config) -> loop.Program:
         if config.selfplay in ("pool", "pfsp", "population"):
             opp_params, opp_index = selfplay.pick_opponents(state.league, state.params, opp_key, config.selfplay,
                                                             P, B // P, hp["pfsp_power"])
-        traj, env_state, view, memory = collect_rollout(env, env_params, policy(state.params, opp_params, opp_index, hp),
-                                                        state.env_state, state.obs, rollout_key, config.num_steps,
-                                                        config.unroll, state.memory)
+        act = policy(state.params, opp_params, opp_index, hp)
+        traj, env_state, view, memory = collect_rollout(env, env_params, act, state.env_state, state.obs, rollout_key,
+                                                        config.num_steps, config.unroll, state.memory)
         advantages, targets = compute_advantages(state.params, traj, hp)
         learns = jnp.broadcast_to(learner, traj.reward.shape)
         batch = {"x": actor_input(traj.obs), "c": critic_input(traj.obs), "action": traj.action,
