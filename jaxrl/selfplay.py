@@ -4,7 +4,8 @@ Modes (`selfplay` in the ippo/mappo config):
 - latest: the learner plays itself (mirror); every seat's experience trains it.
 - pool: each env group faces a snapshot drawn uniformly from the pool of past policies.
 - pfsp: prioritised fictitious self-play: snapshot i is drawn with weight (1 - w_i)^p,
-  w_i the learner's recent score against it (win 1, draw 1/2), so hard opponents come back.
+  w_i the learner's recent score against it (win 1, draw 1/2) in its weaker side, so hard
+  opponents come back, also those that beat the learner in one side only.
 - population: N policies train together (vmapped); each env group of member p faces another
   member drawn uniformly.
 The pool (ring buffer of `pool_size` snapshots of policy 0) and the score table live in the
@@ -32,8 +33,9 @@ class League:
     pool: Any  # params snapshots [S, ...] of policy 0
     pool_update: jax.Array  # [S] update after which each snapshot was taken (-1: empty slot)
     count: jax.Array  # snapshots taken so far (slot = count % S)
-    score: jax.Array  # [S + P + K] decayed learner score against each snapshot, member, scripted player
-    games: jax.Array  # [S + P + K] decayed games behind `score`
+    score: jax.Array  # [S + P + K, 2] decayed learner score against each snapshot, member, scripted
+    # player, by the learner's side
+    games: jax.Array  # [S + P + K, 2] decayed games behind `score`
 
 
 def sides_of(env, env_id: str) -> jax.Array:
@@ -52,7 +54,7 @@ def init_league(params, pool_size: int, members: int, scripted: int = 0) -> Leag
     """A pool holding the initial policy (params of policy 0) in slot 0."""
     pool = jax.tree.map(lambda x: jnp.zeros((pool_size,) + x.shape, x.dtype).at[0].set(x), params)
     pool_update = jnp.full((pool_size,), -1, jnp.int32).at[0].set(0)
-    zeros = jnp.zeros((pool_size + members + scripted,), jnp.float32)
+    zeros = jnp.zeros((pool_size + members + scripted, 2), jnp.float32)
     return League(pool, pool_update, jnp.int32(1), zeros, zeros)
 
 
@@ -83,6 +85,7 @@ def pick_opponents(league: League, params, key, mode: str, members: int, groups:
     weight = jnp.ones(size + scripted)
     if mode == "pfsp":
         rate = (league.score[candidates] + 0.5) / (league.games[candidates] + 1.0)  # prior: one drawn game
+        rate = rate.min(-1)  # the learner's weaker side
         weight = jnp.power(1.0 - rate, power) + 1e-3  # every opponent keeps a small chance
     logits = jnp.where(filled, jnp.log(weight), -jnp.inf)
     pick = jax.random.categorical(key, logits, shape=(members * groups,))
@@ -90,7 +93,7 @@ def pick_opponents(league: League, params, key, mode: str, members: int, groups:
 
 
 def record(league: League, index, score, games) -> League:
-    """Add the learner's results of one update (score and games [P*G] against opponents `index`)."""
+    """Add the learner's results of one update (score and games [P*G, 2 sides] against opponents `index`)."""
     new_score = (league.score * SCORE_DECAY).at[index].add(score)
     new_games = (league.games * SCORE_DECAY).at[index].add(games)
     return league.replace(score=new_score, games=new_games)

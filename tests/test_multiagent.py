@@ -103,11 +103,13 @@ def test_league_snapshots_wrap_and_pfsp_prefers_hard_opponents():
         league = selfplay.snapshot(league, {"w": jnp.full(3, float(update))}, update)
     np.testing.assert_array_equal(league.pool_update, [4, 5, 2, 3])
     np.testing.assert_array_equal(league.pool["w"][:, 0], [4, 5, 2, 3])
-    # The learner beats slots 0-2 every time and loses to slot 3: pfsp draws slot 3 most.
-    league = selfplay.record(league, jnp.arange(4), jnp.asarray([50.0, 50, 50, 0]), jnp.full(4, 50.0))
+    # The learner beats slots 0-1 in both sides, slot 2 only in side 0, and loses to slot 3: pfsp
+    # draws slots 2 and 3 (its weaker side decides).
+    score = jnp.asarray([[50.0, 50], [50, 50], [50, 0], [0, 0]])
+    league = selfplay.record(league, jnp.arange(4), score, jnp.full((4, 2), 50.0))
     _, index = selfplay.pick_opponents(league, None, jax.random.PRNGKey(0), "pfsp", 1, 1000, 2.0)
     counts = np.bincount(np.asarray(index), minlength=4)
-    assert counts[3] > 900, counts
+    assert counts[2] > 400 and counts[3] > 400 and counts[:2].sum() < 20, counts
     _, index = selfplay.pick_opponents(league, None, jax.random.PRNGKey(0), "pool", 1, 1000, 2.0)
     assert np.bincount(np.asarray(index), minlength=4).min() > 200  # uniform
     members = {"w": jnp.arange(5.0)[:, None]}
@@ -124,12 +126,13 @@ def test_pfsp_draws_a_scripted_player_the_learner_cannot_beat():
                                                "hidden_sizes": [16], "total_timesteps": 32 * 24 * 2})
     program = ippo.make_program(config)
     state = program.init(jax.random.PRNGKey(0), hparams(config))
-    assert state.league.score.shape == (2 + 1 + 1,)  # snapshots, the learner's member slot, minimax
-    beaten = state.league.replace(score=jnp.asarray([1e3, 1e3, 0.0, 0.0]), games=jnp.asarray([1e3, 1e3, 0.0, 0.0]))
+    assert state.league.score.shape == (2 + 1 + 1, 2)  # snapshots, the learner's member slot, minimax; x sides
+    table = jnp.asarray([[1e3, 1e3], [1e3, 1e3], [0.0, 0.0], [0.0, 0.0]])
+    beaten = state.league.replace(score=table, games=table)
     state, metrics = jax.jit(program.update)(state.replace(league=beaten))
     assert metrics["episodes"] >= 32 and metrics["win_rate"] == 0.0
-    np.testing.assert_allclose(state.league.games[:1], [980])  # decayed, nothing new (slot 1: a new snapshot)
-    assert state.league.games[3] >= 32
+    np.testing.assert_allclose(state.league.games[0], [980, 980])  # decayed, nothing new (slot 1: a new snapshot)
+    assert state.league.games[3].min() >= 16  # both sides played minimax
 
 
 def test_minimax_never_loses_and_elo_orders_players():

@@ -431,12 +431,13 @@ def make_program(config: Config) -> loop.Program:
         return x if recurrent else x.reshape((P, -1) + x.shape[3:])
 
     def outcomes(traj):
-        """Per finished episode, from the learner's side: score (win 1, draw 1/2), won, drew; and [B] sums."""
+        """Per finished episode, from the learner's side: won, drew [T, N]; and score (win 1, draw 1/2)
+        and games summed per block and learner side [B, 2] (the side alternates over a block's envs)."""
         ours = (traj.episode_return * mine).sum(-1)  # [T, N]
         theirs = (traj.episode_return * ~mine).sum(-1)
         done = traj.episode_done.astype(jnp.float32)
         won, drew = done * (ours > theirs), done * (ours == theirs)
-        by_block = lambda x: x.reshape(x.shape[0], B, -1).sum((0, 2))
+        by_block = lambda x: x.reshape(x.shape[0], B, -1, 2).sum((0, 2))
         return won, drew, by_block(won + 0.5 * drew), by_block(done)
 
     def update(state: RunnerState):
