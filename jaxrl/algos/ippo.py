@@ -78,7 +78,8 @@ class Config:
     ent_coef: float = dynamic(0.01, "entropy bonus coefficient", low=0.0)
     vf_coef: float = dynamic(0.5, "value loss coefficient", low=0.0)
     max_grad_norm: float = dynamic(0.5, "global gradient-norm clip", low=0.0, low_open=True)
-    pfsp_power: float = dynamic(2.0, "pfsp: snapshot weight (1 - learner's score against it)^p", low=0.0)
+    pfsp_power: float = dynamic(2.0, "pfsp: opponent weight (1 - learner's score against it in its weaker side)^p",
+                                 low=0.0)
     opponent_random: float = dynamic(0.0, "pool/pfsp/population: chance that an opponent's move is a uniformly "
                                           "random legal one, so the learner meets positions its opponents avoid",
                                      low=0.0, high=1.0)
