@@ -10,8 +10,9 @@ Modes (`selfplay` in the ippo/mappo config):
   member drawn uniformly.
 The pool (ring buffer of `pool_size` snapshots of policy 0) and the score table live in the
 runner state as a `League`, so snapshots, sampling and matchmaking never leave the device.
-Pool and pfsp leagues may also hold K of the game's scripted players (fixed anchors that keep
-punishing blunders past selves share); they are drawn like snapshots, by the same weights.
+The league may also hold K of the game's scripted players (fixed anchors that keep punishing
+blunders past selves share): pool and pfsp draw them like snapshots, by the same weights;
+population draws them uniformly beside the other members.
 """
 
 from __future__ import annotations
@@ -75,11 +76,12 @@ def pick_opponents(league: League, params, key, mode: str, members: int, groups:
     """
     size = league.pool_update.shape[0]
     scripted = league.score.shape[0] - size - members
-    if mode == "population":
-        shift = jax.random.randint(key, (members, groups), 1, members)  # any member but oneself
-        member = (jnp.arange(members)[:, None] + shift) % members
-        index = member.reshape(-1)
-        return jax.tree.map(lambda x: x[index], params), size + index
+    if mode == "population":  # uniform over the other members and the scripted players
+        shift = jax.random.randint(key, (members, groups), 1, members + scripted).reshape(-1)
+        member = (jnp.repeat(jnp.arange(members), groups) + shift) % members
+        is_member = shift < members
+        index = jnp.where(is_member, size + member, size + shift)
+        return jax.tree.map(lambda x: x[jnp.where(is_member, member, 0)], params), index
     candidates = jnp.concatenate([jnp.arange(size), size + members + jnp.arange(scripted)])
     filled = jnp.concatenate([league.pool_update >= 0, jnp.ones(scripted, bool)])
     weight = jnp.ones(size + scripted)

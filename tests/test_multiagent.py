@@ -46,7 +46,7 @@ def jaxrl(*args, cwd=None):
      "2 convolutions of 4x4 do not fit jaxrl:connect4's 6x7 observation"),
     ("ippo", {"conv_channels": [8], "recurrent": True}, "convolutions are for feed-forward policies"),
     ("ippo", {"env": "jaxrl:connect4", "selfplay": "latest", "scripted_opponents": ["heuristic"]},
-     "scripted_opponents=['heuristic'] join the opponents of selfplay=pool or pfsp; selfplay=latest"),
+     "scripted_opponents=['heuristic'] join the opponents of selfplay=pool, pfsp or population; selfplay=latest"),
     ("ippo", {"env": "jaxrl:connect4", "selfplay": "pfsp", "scripted_opponents": ["minimax"]},
      "scripted_opponents: jaxrl:connect4 has no scripted player 'minimax' (it has: random, heuristic)"),
 ])
@@ -116,6 +116,15 @@ def test_league_snapshots_wrap_and_pfsp_prefers_hard_opponents():
     opp, index = selfplay.pick_opponents(league, members, jax.random.PRNGKey(1), "population", 5, 50, 2.0)
     own = np.repeat(np.arange(5), 50)
     assert np.all(np.asarray(index) - 4 != own) and np.all(np.asarray(opp["w"][:, 0]) == np.asarray(index) - 4)
+    # With 2 scripted players, population draws them too: index 4 + 5 + k, uniformly beside the 4 other members.
+    league = selfplay.init_league(params, pool_size=4, members=5, scripted=2)
+    opp, index = selfplay.pick_opponents(league, members, jax.random.PRNGKey(1), "population", 5, 600, 2.0)
+    index, own = np.asarray(index), np.repeat(np.arange(5), 600)
+    counts = np.bincount(index, minlength=11)
+    assert np.all(index - 4 != own) and counts[:4].sum() == 0 and np.all(counts[4:] > 0.1 * 3000 / 6)
+    assert abs(counts[9:].sum() / 3000 - 2 / 6) < 0.04
+    is_member = index < 9
+    assert np.all(np.asarray(opp["w"][:, 0])[is_member] == index[is_member] - 4)
 
 
 def test_pfsp_draws_a_scripted_player_the_learner_cannot_beat():

@@ -64,8 +64,8 @@ class Config:
     population_size: int = static(1, "policies trained together (selfplay=population)", low=1)
     pool_size: int = static(16, "past policies kept on device (pool/pfsp opponents; rated after training)", low=1)
     snapshot_every: int = static(0, "updates between pool snapshots (0: pool_size snapshots over the run)", low=0)
-    scripted_opponents: tuple = static((), "the game's scripted players (e.g. heuristic) that join the pool/pfsp "
-                                            "opponents as fixed members, drawn by the same weights as snapshots")
+    scripted_opponents: tuple = static((), "the game's scripted players (e.g. heuristic) that join the league "
+                                            "(pool/pfsp/population) as fixed opponents, drawn like its other members")
     opponent_groups: int = static(4, "env groups per policy, each facing its own opponent per update", low=1)
     updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)",
                                     low=0)
@@ -101,9 +101,9 @@ class Config:
         if self.opponent_random > 0 and self.selfplay not in ("pool", "pfsp", "population"):
             raise ConfigError(f"opponent_random={self.opponent_random} applies to the opponents of selfplay=pool, "
                               f"pfsp or population; selfplay={self.selfplay}")
-        if self.scripted_opponents and self.selfplay not in ("pool", "pfsp"):
-            raise ConfigError(f"scripted_opponents={list(self.scripted_opponents)} join the opponents of selfplay=pool "
-                              f"or pfsp; selfplay={self.selfplay}")
+        if self.scripted_opponents and self.selfplay not in ("pool", "pfsp", "population"):
+            raise ConfigError(f"scripted_opponents={list(self.scripted_opponents)} join the opponents of selfplay=pool, "
+                              f"pfsp or population; selfplay={self.selfplay} (set scripted_opponents=[] for it)")
         if self.recurrent and self.conv_channels:
             raise ConfigError(f"conv_channels={list(self.conv_channels)}: convolutions are for feed-forward policies "
                               f"(recurrent=true embeds observations with a dense layer)")
