@@ -140,8 +140,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (1,000 games per seat, 3 seeds), while pfsp pools of near-deterministic snapshots left O blind spots.
     "jaxrl:tictactoe": dict(num_envs=64, num_steps=32, hidden_sizes=(128, 128), lr=1e-3, ent_coef=0.03,
                             normalize_advantages=False, selfplay="latest", total_timesteps=5_000_000),
-    "jaxrl:connect4": dict(num_envs=128, num_steps=32, hidden_sizes=(256, 256), lr=5e-4, ent_coef=0.01,
-                           selfplay="pfsp", total_timesteps=10_000_000),
+    # Connect-four: pure self-play (any mode) learns to race for four and almost never blocks (its
+    # snapshots scored 0.05-0.35 against the heuristic, 5e6-1e7 steps). The heuristic as a pfsp league
+    # member teaches blocking: 96% / 87% wins against it as X / O, 99.6% / 98.1% against random
+    # (deterministic play, 1,000 games per seat) after 2e7 steps, ~20 minutes on a 2-core CPU.
+    "jaxrl:connect4": dict(num_envs=128, num_steps=32, hidden_sizes=(128, 128), lr=5e-4, ent_coef=0.05,
+                           normalize_advantages=False, selfplay="pfsp", scripted_opponents=("heuristic",),
+                           total_timesteps=20_000_000),
     # SMAX 3m vs 3m self-play, with JaxMARL's SMAX IPPO optimiser settings (lr 4e-3, clip 0.05, grad norm
     # 0.25, relu): 83% against the heuristic enemy over 1,000 games after 5e6 steps (64% with lr 5e-4, tanh).
     "jaxmarl:SMAX/3m": dict(num_envs=64, num_steps=64, hidden_sizes=(128, 128), activation="relu", lr=4e-3,
