@@ -72,7 +72,7 @@ def pick_opponents(league: League, params, key, mode: str, members: int, groups:
     """Opponents of the P*G env blocks of one update (member-major): (params [P*G, ...], index [P*G]).
 
     index < S names a pool slot, index S + j population member j, index S + P + k scripted player k
-    (its params row is a placeholder: pool slot 0).
+    (its params row is a placeholder).
     """
     size = league.pool_update.shape[0]
     scripted = league.score.shape[0] - size - members
