@@ -68,11 +68,12 @@ def snapshot(league: League, params, update) -> League:
                   league.score.at[slot].set(0.0), league.games.at[slot].set(0.0))
 
 
-def pick_opponents(league: League, params, key, mode: str, members: int, groups: int, power):
+def pick_opponents(league: League, params, key, mode: str, members: int, groups: int, power, scripted_share=0.0):
     """Opponents of the P*G env blocks of one update (member-major): (params [P*G, ...], index [P*G]).
 
     index < S names a pool slot, index S + j population member j, index S + P + k scripted player k
-    (its params row is a placeholder).
+    (its params row is a placeholder). pool/pfsp: `scripted_share` > 0 reserves that share of the
+    draws for the scripted players (weighed among themselves as the mode weighs snapshots).
     """
     size = league.pool_update.shape[0]
     scripted = league.score.shape[0] - size - members
@@ -89,7 +90,13 @@ def pick_opponents(league: League, params, key, mode: str, members: int, groups:
         rate = (league.score[candidates] + 0.5) / (league.games[candidates] + 1.0)  # prior: one drawn game
         rate = rate.min(-1)  # the learner's weaker side
         weight = jnp.power(1.0 - rate, power) + 1e-3  # every opponent keeps a small chance
-    logits = jnp.where(filled, jnp.log(weight), -jnp.inf)
+    if scripted:
+        weight = jnp.where(filled, weight, 0.0)
+        snapshots, players = weight[:size], weight[size:]
+        reserved = jnp.concatenate([snapshots / jnp.maximum(snapshots.sum(), 1e-9) * (1.0 - scripted_share),
+                                    players / players.sum() * scripted_share])
+        weight = jnp.where(scripted_share > 0, reserved, weight)
+    logits = jnp.where(filled & (weight > 0), jnp.log(weight), -jnp.inf)
     pick = jax.random.categorical(key, logits, shape=(members * groups,))
     return jax.tree.map(lambda x: x[jnp.where(pick < size, pick, 0)], league.pool), candidates[pick]
 

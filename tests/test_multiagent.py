@@ -49,6 +49,9 @@ def jaxrl(*args, cwd=None):
      "scripted_opponents=['heuristic'] join the opponents of selfplay=pool, pfsp or population; selfplay=latest"),
     ("ippo", {"env": "jaxrl:connect4", "selfplay": "pfsp", "scripted_opponents": ["minimax"]},
      "scripted_opponents: jaxrl:connect4 has no scripted player 'minimax' (it has: random, heuristic)"),
+    ("ippo", {"env": "jaxrl:tictactoe", "selfplay": "pfsp", "scripted_share": 0.5},
+     "scripted_share=0.5 reserves draws for scripted_opponents under selfplay=pool or pfsp; got selfplay=pfsp, "
+     "scripted_opponents=[]"),
 ])
 def test_bad_multiagent_configs_fail_before_compiling(algo, overrides, message, monkeypatch):
     from jaxrl import loop
@@ -125,6 +128,23 @@ def test_league_snapshots_wrap_and_pfsp_prefers_hard_opponents():
     assert abs(counts[9:].sum() / 3000 - 2 / 6) < 0.04
     is_member = index < 9
     assert np.all(np.asarray(opp["w"][:, 0])[is_member] == index[is_member] - 4)
+
+
+def test_scripted_share_reserves_that_share_of_the_draws():
+    league = selfplay.init_league({"w": jnp.zeros(3)}, pool_size=4, members=1, scripted=2)
+    league = selfplay.snapshot(league, {"w": jnp.ones(3)}, 1)  # slots 0-1 filled, 2-3 empty
+    # The learner beats the scripted players (rows 5-6) and loses to snapshot 1: by weight alone pfsp
+    # would almost never draw the scripted players.
+    league = selfplay.record(league, jnp.asarray([0, 1, 5, 6]), jnp.asarray([[20.0, 20], [0, 0], [20, 20], [20, 20]]),
+                             jnp.full((4, 2), 20.0))
+    _, index = selfplay.pick_opponents(league, None, jax.random.PRNGKey(0), "pfsp", 1, 4000, 2.0)
+    assert np.mean(np.asarray(index) >= 5) < 0.02
+    for mode in ("pfsp", "pool"):
+        _, index = selfplay.pick_opponents(league, None, jax.random.PRNGKey(0), mode, 1, 4000, 2.0, 0.75)
+        counts = np.bincount(np.asarray(index), minlength=7)
+        assert counts[2:5].sum() == 0, counts  # empty slots and the (absent) member row are never drawn
+        assert abs(counts[5:].sum() / 4000 - 0.75) < 0.03, counts
+        assert abs(counts[5] - counts[6]) < 0.1 * 3000, counts  # equal scores: equal shares
 
 
 def test_pfsp_draws_a_scripted_player_the_learner_cannot_beat():

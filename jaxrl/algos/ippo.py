@@ -80,6 +80,8 @@ class Config:
     max_grad_norm: float = dynamic(0.5, "global gradient-norm clip", low=0.0, low_open=True)
     pfsp_power: float = dynamic(2.0, "pfsp: opponent weight (1 - learner's score against it in its weaker side)^p",
                                  low=0.0)
+    scripted_share: float = dynamic(0.0, "pool/pfsp: share of opponent draws reserved for scripted_opponents "
+                                         "(0: drawn by the same weights as snapshots)", low=0.0, high=1.0)
     opponent_random: float = dynamic(0.0, "pool/pfsp/population: chance that an opponent's move is a uniformly "
                                           "random legal one, so the learner meets positions its opponents avoid",
                                      low=0.0, high=1.0)
@@ -104,6 +106,10 @@ class Config:
         if self.scripted_opponents and self.selfplay not in ("pool", "pfsp", "population"):
             raise ConfigError(f"scripted_opponents={list(self.scripted_opponents)} join the opponents of selfplay=pool, "
                               f"pfsp or population; selfplay={self.selfplay} (set scripted_opponents=[] for it)")
+        if self.scripted_share > 0 and not (self.scripted_opponents and self.selfplay in ("pool", "pfsp")):
+            raise ConfigError(f"scripted_share={self.scripted_share} reserves draws for scripted_opponents under "
+                              f"selfplay=pool or pfsp; got selfplay={self.selfplay}, "
+                              f"scripted_opponents={list(self.scripted_opponents)}")
         if self.recurrent and self.conv_channels:
             raise ConfigError(f"conv_channels={list(self.conv_channels)}: convolutions are for feed-forward policies "
                               f"(recurrent=true embeds observations with a dense layer)")
@@ -452,7 +458,7 @@ def make_program(config: Config) -> loop.Program:
         opp_params, opp_index = None, None
         if config.selfplay in ("pool", "pfsp", "population"):
             opp_params, opp_index = selfplay.pick_opponents(state.league, state.params, opp_key, config.selfplay,
-                                                            P, B // P, hp["pfsp_power"])
+                                                            P, B // P, hp["pfsp_power"], hp["scripted_share"])
         act = policy(state.params, opp_params, opp_index, hp)
         traj, env_state, view, memory = collect_rollout(env, env_params, act, state.env_state, state.obs, rollout_key,
                                                         config.num_steps, config.unroll, state.memory)
