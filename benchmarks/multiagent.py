@@ -130,7 +130,8 @@ def main() -> int:
             case("ippo", steps / 2, env="jaxrl:connect4", selfplay="population", population_size=8,
                  num_envs=128, num_steps=32, opponent_groups=2,
                  # the settings measured in MULTIAGENT_RESULTS.md, pinned under the game's preset
-                 hidden_sizes=(256, 256), ent_coef=0.01, normalize_advantages=True, scripted_opponents=())]
+                 hidden_sizes=(256, 256), ent_coef=0.01, normalize_advantages=True, scripted_opponents=(),
+                 scripted_share=0.0)]
     bounds = floors()
     lines = ["# Multi-agent training", ""] + provenance("multiagent.py" + (" --quick" if args.quick else ""), info) + [
         "",

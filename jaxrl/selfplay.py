@@ -72,13 +72,19 @@ def pick_opponents(league: League, params, key, mode: str, members: int, groups:
     """Opponents of the P*G env blocks of one update (member-major): (params [P*G, ...], index [P*G]).
 
     index < S names a pool slot, index S + j population member j, index S + P + k scripted player k
-    (its params row is a placeholder). pool/pfsp: `scripted_share` > 0 reserves that share of the
-    draws for the scripted players (weighed among themselves as the mode weighs snapshots).
+    (its params row is a placeholder). `scripted_share` > 0 reserves that share of the draws for the
+    scripted players (weighed among themselves as the mode weighs snapshots or members).
     """
     size = league.pool_update.shape[0]
     scripted = league.score.shape[0] - size - members
     if mode == "population":  # uniform over the other members and the scripted players
         shift = jax.random.randint(key, (members, groups), 1, members + scripted).reshape(-1)
+        if scripted:  # a reserved share: scripted with that chance, else another member
+            k_share, k_member, k_player = jax.random.split(jax.random.fold_in(key, 1), 3)
+            reserved = jnp.where(jax.random.uniform(k_share, shift.shape) < scripted_share,
+                                 members + jax.random.randint(k_player, shift.shape, 0, scripted),
+                                 jax.random.randint(k_member, shift.shape, 1, members))
+            shift = jnp.where(scripted_share > 0, reserved, shift)
         member = (jnp.repeat(jnp.arange(members), groups) + shift) % members
         is_member = shift < members
         index = jnp.where(is_member, size + member, size + shift)

@@ -50,8 +50,7 @@ def jaxrl(*args, cwd=None):
     ("ippo", {"env": "jaxrl:connect4", "selfplay": "pfsp", "scripted_opponents": ["minimax"]},
      "scripted_opponents: jaxrl:connect4 has no scripted player 'minimax' (it has: random, heuristic)"),
     ("ippo", {"env": "jaxrl:tictactoe", "selfplay": "pfsp", "scripted_share": 0.5},
-     "scripted_share=0.5 reserves draws for scripted_opponents under selfplay=pool or pfsp; got selfplay=pfsp, "
-     "scripted_opponents=[]"),
+     "scripted_share=0.5 reserves opponent draws for scripted_opponents, and there are none"),
 ])
 def test_bad_multiagent_configs_fail_before_compiling(algo, overrides, message, monkeypatch):
     from jaxrl import loop
@@ -145,6 +144,12 @@ def test_scripted_share_reserves_that_share_of_the_draws():
         assert counts[2:5].sum() == 0, counts  # empty slots and the (absent) member row are never drawn
         assert abs(counts[5:].sum() / 4000 - 0.75) < 0.03, counts
         assert abs(counts[5] - counts[6]) < 0.1 * 3000, counts  # equal scores: equal shares
+    league = selfplay.init_league({"w": jnp.zeros(3)}, pool_size=4, members=5, scripted=2)
+    members = {"w": jnp.arange(5.0)[:, None]}
+    opp, index = selfplay.pick_opponents(league, members, jax.random.PRNGKey(1), "population", 5, 800, 2.0, 0.75)
+    index, own = np.asarray(index), np.repeat(np.arange(5), 800)
+    assert np.all(index - 4 != own) and abs(np.mean(index >= 9) - 0.75) < 0.03
+    assert np.all(np.asarray(opp["w"][:, 0])[index < 9] == index[index < 9] - 4)
 
 
 def test_pfsp_draws_a_scripted_player_the_learner_cannot_beat():
@@ -335,4 +340,14 @@ def test_tictactoe_selfplay_never_loses_to_minimax():
     vs_minimax = result.summary["eval"]["vs"]["minimax"]
     for side in ("side_0", "side_1"):
         assert vs_minimax[side]["games"] == 1000 and vs_minimax[side]["losses"] == 0, vs_minimax
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)
+def test_connect4_preset_beats_random_and_the_heuristic_in_each_seat():
+    config = api.resolve_config("ippo", None, {"env": "jaxrl:connect4"})  # the preset: 2e7 steps, ~13 min
+    result = api.train(config, record=False, progress=False, eval_episodes=1000)
+    vs = result.summary["eval"]["vs"]
+    for side in ("side_0", "side_1"):
+        assert vs["random"][side]["wins"] >= 990 and vs["heuristic"][side]["wins"] >= 900, vs
 
