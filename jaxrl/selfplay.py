@@ -12,7 +12,8 @@ The pool (ring buffer of `pool_size` snapshots of policy 0) and the score table 
 runner state as a `League`, so snapshots, sampling and matchmaking never leave the device.
 The league may also hold K of the game's scripted players (fixed anchors that keep punishing
 blunders past selves share): pool and pfsp draw them like snapshots, by the same weights;
-population draws them uniformly beside the other members.
+population draws them uniformly beside the other members; `scripted_share` > 0 reserves that
+share of the draws for them instead.
 """
 
 from __future__ import annotations
@@ -77,14 +78,14 @@ def pick_opponents(league: League, params, key, mode: str, members: int, groups:
     """
     size = league.pool_update.shape[0]
     scripted = league.score.shape[0] - size - members
-    if mode == "population":  # uniform over the other members and the scripted players
-        shift = jax.random.randint(key, (members, groups), 1, members + scripted).reshape(-1)
-        if scripted:  # a reserved share: scripted with that chance, else another member
-            k_share, k_member, k_player = jax.random.split(jax.random.fold_in(key, 1), 3)
-            reserved = jnp.where(jax.random.uniform(k_share, shift.shape) < scripted_share,
-                                 members + jax.random.randint(k_player, shift.shape, 0, scripted),
-                                 jax.random.randint(k_member, shift.shape, 1, members))
-            shift = jnp.where(scripted_share > 0, reserved, shift)
+    if mode == "population":  # another member, or a scripted player (uniform over all unless a share is set)
+        shape = (members * groups,)
+        shift = jax.random.randint(key, shape, 1, members)
+        if scripted > 0:
+            share = jnp.where(scripted_share > 0, scripted_share, scripted / (members - 1 + scripted))
+            k_share, k_player = jax.random.split(jax.random.fold_in(key, 1))
+            shift = jnp.where(jax.random.uniform(k_share, shape) < share,
+                              members + jax.random.randint(k_player, shape, 0, scripted), shift)
         member = (jnp.repeat(jnp.arange(members), groups) + shift) % members
         is_member = shift < members
         index = jnp.where(is_member, size + member, size + shift)
@@ -96,12 +97,12 @@ def pick_opponents(league: League, params, key, mode: str, members: int, groups:
         rate = (league.score[candidates] + 0.5) / (league.games[candidates] + 1.0)  # prior: one drawn game
         rate = rate.min(-1)  # the learner's weaker side
         weight = jnp.power(1.0 - rate, power) + 1e-3  # every opponent keeps a small chance
-    if scripted:
+    if scripted > 0:  # the scripted players' share: by weight, unless one is reserved
         weight = jnp.where(filled, weight, 0.0)
         snapshots, players = weight[:size], weight[size:]
-        reserved = jnp.concatenate([snapshots / jnp.maximum(snapshots.sum(), 1e-9) * (1.0 - scripted_share),
-                                    players / players.sum() * scripted_share])
-        weight = jnp.where(scripted_share > 0, reserved, weight)
+        share = jnp.where(scripted_share > 0, scripted_share, players.sum() / weight.sum())
+        weight = jnp.concatenate([snapshots / jnp.maximum(snapshots.sum(), 1e-9) * (1.0 - share),
+                                  players / players.sum() * share])
     logits = jnp.where(filled & (weight > 0), jnp.log(weight), -jnp.inf)
     pick = jax.random.categorical(key, logits, shape=(members * groups,))
     return jax.tree.map(lambda x: x[jnp.where(pick < size, pick, 0)], league.pool), candidates[pick]

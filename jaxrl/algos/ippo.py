@@ -65,7 +65,8 @@ class Config:
     pool_size: int = static(16, "past policies kept on device (pool/pfsp opponents; rated after training)", low=1)
     snapshot_every: int = static(0, "updates between pool snapshots (0: pool_size snapshots over the run)", low=0)
     scripted_opponents: tuple = static((), "the game's scripted players (e.g. heuristic) that join the league "
-                                            "(pool/pfsp/population) as fixed opponents, drawn like its other members")
+                                            "(pool/pfsp/population) as fixed opponents, drawn like its other members "
+                                            "unless scripted_share is set")
     opponent_groups: int = static(4, "env groups per policy, each facing its own opponent per update", low=1)
     updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)",
                                     low=0)
