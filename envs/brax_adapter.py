@@ -70,6 +70,13 @@ class BraxEnv(Environment):
         return Box.make(-1.0, 1.0, (self._act_size,))
 
 
+# The ids listed without importing brax, and those that fail here (tests check both against brax).
+PACKAGE = "brax.envs"
+IDS = ("ant", "fast", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
+       "inverted_double_pendulum", "pusher", "reacher", "swimmer", "walker2d")
+UNAVAILABLE: dict[str, str] = {}
+
+
 def ids() -> list[str]:
     from brax import envs
 

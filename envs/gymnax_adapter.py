@@ -48,6 +48,18 @@ class GymnaxEnv(Environment):
         return convert_space(self._env.action_space(params))
 
 
+# The ids listed without importing gymnax, and those that fail here (tests check both against gymnax).
+PACKAGE = "gymnax"
+IDS = (
+    "CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0",
+    "Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar",
+    "Catch-bsuite", "DeepSea-bsuite", "MemoryChain-bsuite", "UmbrellaChain-bsuite", "DiscountingChain-bsuite",
+    "SimpleBandit-bsuite", "FourRooms-misc", "MetaMaze-misc", "PointRobot-misc", "BernoulliBandit-misc",
+    "GaussianBandit-misc", "Reacher-misc", "Swimmer-misc", "Pong-misc", "FrozenLake-misc",
+)
+UNAVAILABLE = {"MNISTBandit-bsuite": "downloads the MNIST data set when constructed (needs network access)"}
+
+
 def ids() -> list[str]:
     import gymnax
 

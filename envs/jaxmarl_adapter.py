@@ -197,6 +197,25 @@ class JaxMarlEnv(Environment):
 
 
 _SMAX_IDS = ("SMAX", "HeuristicEnemySMAX")
+_SMAX_MAPS = ("3m", "2s3z", "25m", "3s5z", "8m", "5m_vs_6m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z", "3s_vs_5z",
+              "6h_vs_8z", "smacv2_5_units", "smacv2_10_units", "smacv2_20_units")
+# The ids listed without importing jaxmarl, and those that fail here (tests check both against jaxmarl).
+PACKAGE = "jaxmarl"
+IDS = (
+    "MPE_simple_v3", "MPE_simple_tag_v3", "MPE_simple_world_comm_v3", "MPE_simple_spread_v3", "MPE_simple_crypto_v3",
+    "MPE_simple_speaker_listener_v4", "MPE_simple_push_v3", "MPE_simple_adversary_v3", "MPE_simple_reference_v3",
+    "MPE_simple_facmac_v1", "MPE_simple_facmac_3a_v1", "MPE_simple_facmac_6a_v1", "MPE_simple_facmac_9a_v1",
+    "switch_riddle", "SMAX", "HeuristicEnemySMAX", "ant_4x2", "halfcheetah_6x1", "hopper_3x1", "humanoid_9|8",
+    "walker2d_2x3", "hanabi", "overcooked", "overcooked_v2", "coin_game", "jaxnav",
+    *(f"{e}/{m}" for e in _SMAX_IDS for m in _SMAX_MAPS),
+)
+UNAVAILABLE = {
+    "LearnedPolicyEnemySMAX": "needs policy= and params= keyword arguments (envs.make from Python)",
+    **dict.fromkeys(("storm", "storm_2p", "storm_np"), "observations are not keyed by agent"),
+    **dict.fromkeys((f"JaxRobotarium_{n}" for n in ("navigation", "discovery", "material_transport", "warehouse",
+                                                    "arctic_transport", "foraging", "rware", "predator_prey")),
+                    "needs the jaxrobotarium package (not installed with jaxrl)"),
+}
 
 
 def ids() -> list[str]:

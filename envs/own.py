@@ -106,6 +106,11 @@ _ENVS = {
 }
 
 
+PACKAGE = __name__  # always loaded with this module: ids() is read directly
+IDS = tuple(_ENVS)
+UNAVAILABLE: dict[str, str] = {}
+
+
 def ids() -> list[str]:
     return list(_ENVS)
 

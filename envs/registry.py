@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import difflib
 import importlib
+import importlib.util
 import io
 import os
 import sys
+from pathlib import Path
 from typing import Callable
 
 from jaxrl.envs.core import Environment
@@ -26,6 +28,9 @@ _SOURCES = {
 }
 # ids registered at run time by users: full id -> factory(**kwargs) -> Environment
 _USER: dict[str, Callable[..., Environment]] = {}
+# modules imported for the ids they register (`--import`): recorded in metadata.json, so that eval
+# and resume of a run import them again
+_IMPORTED: list[str] = []
 
 
 class UnknownEnvError(JaxrlError):
@@ -39,6 +44,39 @@ def register(env_id: str, factory: Callable[..., Environment]) -> None:
     if env_id in _USER:
         raise JaxrlError(f"env id {env_id!r} is already registered")
     _USER[env_id] = factory
+
+
+def import_modules(specs: list[str], source: str) -> None:
+    """Import each module, a dotted name or a path to a .py file, once, so that its `register` calls
+    run. `source` says where the list came from (`--import`, a run's metadata.json), for errors."""
+    for spec in specs:
+        is_file = spec.endswith(".py")
+        key = str(Path(spec).resolve()) if is_file else spec  # files by absolute path: eval runs anywhere
+        if key in _IMPORTED:
+            continue
+        if is_file and not Path(spec).is_file():
+            raise JaxrlError(f"cannot import {spec!r} ({source}): no such file")
+        name = f"jaxrl_import_{Path(spec).stem}"
+        try:
+            if is_file:
+                module_spec = importlib.util.spec_from_file_location(name, spec)
+                module = importlib.util.module_from_spec(module_spec)
+                sys.modules[name] = module  # dataclasses look their module up there
+                module_spec.loader.exec_module(module)
+            else:
+                importlib.import_module(spec)
+        except Exception as err:
+            if is_file:
+                sys.modules.pop(name, None)
+            missing = isinstance(err, ModuleNotFoundError) and err.name and spec.startswith(err.name)
+            hint = "; give a path to a .py file or put its folder on PYTHONPATH" if missing else ""
+            raise JaxrlError(f"cannot import {spec!r} ({source}): {type(err).__name__}: {err}{hint}") from err
+        _IMPORTED.append(key)
+
+
+def imported_modules() -> list[str]:
+    """The modules `import_modules` imported in this process, as a run records them."""
+    return list(_IMPORTED)
 
 
 @contextlib.contextmanager
@@ -68,10 +106,29 @@ def _source_ids(source: str) -> list[str]:
         return []
 
 
+def _listed(source: str) -> list[str]:
+    """A source's ids that work, without importing its package: the adapter's `IDS`, plus the ids
+    registered with the package at run time (brax.envs.register_environment) once it is loaded."""
+    adapter = importlib.import_module(_SOURCES[source])
+    listed = [f"{source}:{name}" for name in adapter.IDS]
+    if adapter.PACKAGE in sys.modules:  # loaded anyway: reading its registry costs nothing
+        known = set(listed) | {f"{source}:{name}" for name in adapter.UNAVAILABLE}
+        listed += [i for i in _source_ids(source) if i not in known]
+    return listed
+
+
 def list_ids(pattern: str = "") -> list[str]:
-    """All known ids (optionally those containing `pattern`, case-insensitive)."""
-    every = [i for s in _SOURCES for i in _source_ids(s)] + sorted(_USER)
+    """The ids that construct and reset here (optionally those containing `pattern`, case-insensitive),
+    including those registered with `register`."""
+    every = [i for s in _SOURCES for i in _listed(s)] + sorted(_USER)
     return [i for i in every if pattern.lower() in i.lower()]
+
+
+def unavailable_ids(pattern: str = "") -> dict[str, str]:
+    """Ids the env packages register that fail here -> why (e.g. a missing optional package)."""
+    every = {f"{s}:{name}": why for s in _SOURCES
+             for name, why in importlib.import_module(_SOURCES[s]).UNAVAILABLE.items()}
+    return {i: why for i, why in every.items() if pattern.lower() in i.lower()}
 
 
 def _unknown(env_id: str, candidates: list[str]) -> UnknownEnvError:
@@ -80,6 +137,8 @@ def _unknown(env_id: str, candidates: list[str]) -> UnknownEnvError:
         name = env_id.split(":")[-1].lower()
         close = [c for c in candidates if name and name in c.lower()][:5]
     hint = f"; closest: {', '.join(close)}" if close else ""
+    if env_id.partition(":")[0] not in _SOURCES:
+        hint += "; an id registered from Python needs its module imported first: --import MODULE"
     return UnknownEnvError(f"unknown env id {env_id!r}{hint} (run 'jaxrl envs' for the full list)")
 
 
@@ -97,8 +156,14 @@ def make(env_id: str, **kwargs) -> Environment:
         if not names:
             raise UnknownEnvError(f"env source {source!r} is unavailable: its package failed to import")
         raise _unknown(env_id, names)
+    adapter = importlib.import_module(_SOURCES[source])
     try:
         with _quiet():
-            return importlib.import_module(_SOURCES[source]).make(name, **kwargs)
+            return adapter.make(name, **kwargs)
     except TypeError as err:
         raise JaxrlError(f"bad keyword arguments for {env_id}: {err}") from err
+    except Exception as err:
+        if name not in adapter.UNAVAILABLE or isinstance(err, JaxrlError):
+            raise
+        raise JaxrlError(f"{env_id} is unavailable here: {adapter.UNAVAILABLE[name]} "
+                         f"({type(err).__name__}: {' '.join(str(err).split())})") from err

@@ -4,12 +4,12 @@ run record, evaluate a run directory."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shutil
 import signal
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -58,13 +58,20 @@ class TrainResult:
 
 
 class Progress:
-    """Live progress between compiled chunks: a bar over env steps with a text postfix."""
+    """Progress between compiled chunks, on the main process only: a live bar over env steps where
+    stderr is a terminal; elsewhere (a log file) or with `progress="lines"` (--no-progress), a plain
+    line at every tenth of the run, so logs get no bar redraws. `progress=False` shows nothing."""
 
-    def __init__(self, total_steps: int, enabled: bool, desc: str = "train"):
+    def __init__(self, total_steps: int, progress: bool | str, desc: str = "train"):
+        from jaxrl.devices import is_main
+
+        self.enabled = bool(progress) and is_main()
+        self.lines = progress == "lines" or not sys.stderr.isatty()
         self.bar = None
-        self.enabled = enabled
         self.total = total_steps
         self.desc = desc
+        self.started = None  # lines: when the first chunk began
+        self.tenth = -1  # lines: the last tenth of the run reported
 
     def compiling(self, what: str) -> None:
         if self.enabled:
@@ -76,7 +83,10 @@ class Progress:
             self.open()
 
     def open(self) -> None:
-        if self.enabled and self.bar is None:
+        if not self.enabled or self.started is not None:
+            return
+        self.started = time.perf_counter()
+        if not self.lines:
             from tqdm import tqdm
 
             self.bar = tqdm(total=self.total, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
@@ -94,9 +104,15 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix_str(postfix, refresh=False)
             self.bar.update(env_steps - self.bar.n)
+        elif self.enabled and self.lines and 10 * env_steps // self.total > self.tenth:
+            self.open()
+            self.tenth = 10 * env_steps // self.total
+            print(f"{self.desc} {100 * env_steps / self.total:3.0f}% {env_steps:,}/{self.total:,} steps, {postfix}, "
+                  f"{time.perf_counter() - self.started:.0f} s", file=sys.stderr, flush=True)
 
     def chunk(self, env_steps: int, steps_per_s: float, ret: float) -> None:
-        self.update(env_steps, f"{steps_per_s / 1e3:,.0f}k steps/s, return {ret:.1f}")
+        self.update(env_steps, f"{steps_per_s / 1e3:,.0f}k steps/s, "
+                               + ("no episode finished" if math.isnan(ret) else f"return {ret:.1f}"))
 
     def close(self) -> None:
         if self.bar is not None:
@@ -174,7 +190,7 @@ def _execute(config, program, layout, run_dir, rec, progress: bool, eval_episode
 
     Every process runs this; only the one holding `rec` (process 0) writes the record, all of
     them take part in checkpoint writes."""
-    from jaxrl import devices, loop
+    from jaxrl import loop
     from jaxrl.errors import Preempted
     from jaxrl.preemption import PreemptionGuard
 
@@ -182,12 +198,21 @@ def _execute(config, program, layout, run_dir, rec, progress: bool, eval_episode
     module = algos.get(algo)
     seeds, keys = run_keys(config)
     first = start.done if start else 0
-    bar = Progress(program.num_updates * program.steps_per_update, progress and devices.is_main())
+    bar = Progress(program.num_updates * program.steps_per_update, progress)
     every = checkpoint_every or max(1, program.num_updates // 10)
     ckpt = checkpoint.Checkpointer(run_dir / "checkpoints", keep_checkpoints) if run_dir else None
     info = {"jaxrl_version": version("jaxrl"), "algo": algo, "config": to_dict(config)}
-    guard = PreemptionGuard()
     last = {"t": 0.0, "steps": first * program.steps_per_update, "saved": first}
+
+    def stop_now(status: str, message: str) -> str:
+        """The process ends at once (a signal while compiling, or a second signal): the record says why."""
+        message += (f"; resume from its last complete checkpoint with: jaxrl resume {run_dir}"
+                    if run_dir and last["saved"] else "; no checkpoint was written, nothing to resume")
+        if rec:
+            rec.finish(status, message)
+        return message
+
+    guard = PreemptionGuard(stop_now)
 
     def on_chunk(report):
         dt = report.run_seconds - last["t"]
@@ -210,28 +235,31 @@ def _execute(config, program, layout, run_dir, rec, progress: bool, eval_episode
             raise Preempted(f"stopped by {name} after update {report.done} of {program.num_updates}; {where}",
                             guard.signum)
 
-    with records.failures(rec), bar, guard:
+    with rec.lock if rec else nullcontext(), records.failures(rec), bar, guard:  # the lock: see records.RunLock
         try:
             if start is None:
                 bar.compiling(f"{algo} on {config.env}, {config.num_seeds} seed(s)")
             else:
                 bar.compiling(f"{algo} on {config.env}, resuming after update {start.done}")
-            state, metrics, diverged_at, timings = loop.run(program, keys, hparams(config), bar.compiled, on_chunk,
-                                                            start=start, layout=layout)
+            compiled = guard.interruptible(lambda: loop.compile_program(program, keys, hparams(config), layout))
+            bar.compiled(compiled.seconds)
+            state, metrics, diverged_at, timings = loop.run(program, keys, hparams(config), on_chunk=on_chunk,
+                                                            compiled=compiled, start=start)
         finally:
             if ckpt:
                 ckpt.close()  # waits for the last write
         bar.close()
         final = records.final_returns(metrics)
+        finished = final[~np.isnan(final)]  # seeds with an episode in the final window
         summary = {
             "algo": algo,
             "env": config.env,
             "seeds": seeds.tolist(),
             "env_steps_per_seed": program.num_updates * program.steps_per_update,
-            "final_return_mean": _num(np.nanmean(final)),
-            "final_return_std": _num(np.nanstd(final)),
+            "final_return_mean": _num(finished.mean()) if finished.size else None,
+            "final_return_std": _num(finished.std()) if finished.size else None,
             "final_return_per_seed": [_num(v) for v in final],
-            "best_return": _num(np.nanmax(records.smoothed_returns(metrics).mean(0))),
+            "best_return": _num(np.fmax.reduce(records.smoothed_returns(metrics).mean(0))),  # NaN: no episode
             "diverged": {int(seed): int(at) for seed, at in zip(seeds, diverged_at) if at >= 0},
             **layout.describe(),
             "compile_s": round(timings["compile_s"], 3),
@@ -267,10 +295,12 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
     from jaxrl import devices as devices_
     from jaxrl import loop, sweep
     from jaxrl.config import fields_of
+    from jaxrl.envs.registry import imported_modules
 
     if sweep.is_sweep_dir(run_dir):
         if from_checkpoint is not None or overrides:
             raise JaxrlError("--from-checkpoint and --set do not apply to a sweep (its finished groups are kept)")
+        import_recorded_modules(run_dir)
         return sweep.resume_sweep(run_dir, progress=progress, devices=devices)
 
     wall_start = time.perf_counter()
@@ -279,22 +309,30 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
     meta_path = run_dir / "metadata.json"
     if not meta_path.is_file():
         raise JaxrlError(f"{str(run_dir)!r} is not a run directory: it has no metadata.json")
-    meta = json.loads(meta_path.read_text())
+    # Held until the run ends, from before reading checkpoints that another process could be replacing.
+    lock = records.RunLock(run_dir) if devices_.is_main() else None
+    meta = records.read_metadata(meta_path)
     if meta.get("status") == "finished":
         raise JaxrlError(f"run {str(run_dir)!r} has finished; nothing to resume")
+    if lock and meta.get("status") == "running":  # its process would hold the lock: it is gone
+        print(f"note: run {str(run_dir)!r} was still marked running, but its process (pid {meta.get('pid', '?')} on "
+              f"{meta.get('host', '?')}) is gone; resuming it", file=sys.stderr)
     ckpt_dir = run_dir / "checkpoints"
-    step, info = checkpoint.restore_info(ckpt_dir, from_checkpoint)
+    step, info = checkpoint.restore_info(ckpt_dir, from_checkpoint, flag="--from-checkpoint {}")
     if info.get("format") != checkpoint.FORMAT:
         raise JaxrlError(f"checkpoint {step} of {str(run_dir)!r} was written by jaxrl {info.get('jaxrl_version')} "
                          f"(checkpoint format {info.get('format')}); this jaxrl {version('jaxrl')} reads format "
                          f"{checkpoint.FORMAT}")
     module = algos.get(config_algo(config))
     dynamic = {f.name for f in fields_of(type(config), "dynamic")}
+    written = info["config"]  # what the run used up to the checkpoint
     current = to_dict(config)
-    changed = [k for k in current if k not in dynamic and info["config"].get(k) != current[k]]
+    changed = [k for k in current if k not in dynamic and written.get(k) != current[k]]
     if changed:
-        raise JaxrlError("config.yaml differs from the config checkpoint {} was written with: {}".format(
-            step, ", ".join(f"{k}: {info['config'].get(k)!r} -> {current[k]!r}" for k in changed)))
+        raise JaxrlError("config.yaml differs from the config checkpoint {} was written with: {}; only dynamic "
+                         "hyperparameters can change on resume ({})".format(
+                             step, ", ".join(f"{k}: {written.get(k)!r} -> {current[k]!r}" for k in changed),
+                             ", ".join(sorted(dynamic))))
     overrides = dict(overrides or {})
     check_keys(type(config), overrides, "resume overrides")
     fixed = [k for k in overrides if k not in dynamic]
@@ -302,6 +340,10 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
         raise JaxrlError(f"{', '.join(fixed)} cannot change on resume (only dynamic hyperparameters can: "
                          f"{', '.join(sorted(dynamic))})")
     config = dataclasses.replace(config, **overrides)  # validated again
+    # Dynamic fields edited in config.yaml or set with --set apply from here on, and are recorded.
+    changes = [{"after_update": step, "field": k, "old": written.get(k), "new": getattr(config, k),
+                "source": "--set" if k in overrides else "config.yaml"}
+               for k in current if k in dynamic and getattr(config, k) != written.get(k)]
     program = module.make_program(config)
     seeds, keys = run_keys(config)
     state_shape, metric_shapes = loop.state_shapes(program, keys, hparams(config))
@@ -309,11 +351,11 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
               "diverged_at": np.zeros(len(seeds), np.int32),
               "metrics": {k: np.zeros((len(seeds), step), m.dtype) for k, m in metric_shapes.items()}}
     layout = devices_.plan(devices, len(seeds), program.env_shards)
-    restored = checkpoint.restore_run(ckpt_dir, step, target)
+    restored = checkpoint.restore_run(ckpt_dir, step, target, flag="--from-checkpoint {}")
     state = restored["state"]
-    if overrides:
-        state = state.replace(hparams={**state.hparams, **{k: np.full(len(seeds), float(v), np.float32)
-                                                           for k, v in overrides.items()}})
+    if changes:
+        state = state.replace(hparams={**state.hparams, **{c["field"]: np.full(len(seeds), c["new"], np.float32)
+                                                           for c in changes}})
     rec = None
     if devices_.is_main():
         later = [s for s in checkpoint.steps(ckpt_dir) if s > step]
@@ -322,10 +364,15 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
             aside.mkdir(exist_ok=True)
             for s in later:
                 shutil.move(str(ckpt_dir / str(s)), str(aside / str(s)))
-        rec = records.RunRecord.reopen(run_dir, step)
-        rec.write_metadata(**layout.describe())
-        if overrides:
+        rec = records.RunRecord.reopen(run_dir, step, lock)
+        rec.write_metadata(**layout.describe(), config_changes=rec.meta.get("config_changes", []) + changes,
+                           imports=imported_modules())
+        if changes or overrides:  # config.yaml says what the run uses
             rec.write_yaml("config.yaml", {"algo": config_algo(config), **to_dict(config)})
+        if progress:
+            for c in changes:
+                print(f"{c['field']}: {c['old']} -> {c['new']} ({c['source']}) from update {step + 1} on",
+                      file=sys.stderr)
     devices_.barrier("resume")
     start = loop.Start(state, restored["diverged_at"], step, restored["metrics"])
     return _execute(config, program, layout, run_dir, rec, progress, eval_episodes, meta.get("checkpoint_every", 0),
@@ -366,12 +413,13 @@ def evaluate_state(config, policy: dict, episodes: int, seed: int = 0) -> dict:
 
 
 def load_run_config(run_dir: str | Path):
-    """The config a run directory was trained with."""
+    """The config a run directory was trained with (and the modules it imported, which register its env)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise JaxrlError(f"run directory {str(run_dir)!r} does not exist")
     if not (run_dir / "config.yaml").is_file():
         raise JaxrlError(f"{str(run_dir)!r} is not a run directory: it has no config.yaml")
+    import_recorded_modules(run_dir)
     values = load_yaml(run_dir / "config.yaml")
     algo = values.get("algo")
     if not isinstance(algo, str):
@@ -379,29 +427,51 @@ def load_run_config(run_dir: str | Path):
     return resolve_config(algo, str(run_dir / "config.yaml"))
 
 
-def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0, step: int | None = None,
-             opponent: str | None = None, show: bool = False) -> dict:
-    """`jaxrl eval`: restore the run's policy checkpoint and evaluate it deterministically.
+def import_recorded_modules(record_dir: Path) -> None:
+    """Import the modules a run or sweep was started with (`--import`, listed in its metadata.json)."""
+    from jaxrl.envs.registry import import_modules
 
-    Self-play runs play games in each seat against `opponent` (default: the game's scripted
-    players): a scripted player's name, `path/to/file.py:function`, or another run `RUN_DIR[@STEP]`;
-    `show` adds one game per seat, move by move."""
-    if episodes < 1:
+    meta_path = Path(record_dir) / "metadata.json"
+    if meta_path.is_file():
+        import_modules(records.read_metadata(meta_path).get("imports", []), f"recorded in {str(meta_path)!r}")
+
+
+def default_eval_episodes(config) -> int:
+    """The evaluation when none is asked for: 10 episodes per seed, or for a self-play run 100 games
+    per seat per seed against each opponent (win rates to within about ten points)."""
+    return 100 if getattr(config, "selfplay", "off") != "off" else 10
+
+
+def evaluate(run_dir: str | Path, episodes: int | None = None, seed: int = 0, step: int | None = None,
+             opponent: str | None = None, show: bool = False, opening: int = 0) -> dict:
+    """`jaxrl eval`: restore the run's policy checkpoint and evaluate it deterministically, over
+    `episodes` episodes per seed (None: `default_eval_episodes`).
+
+    Self-play runs play `episodes` games in each seat per seed against `opponent` (default: the
+    game's scripted players): a scripted player's name, `path/to/file.py:function`, or another run
+    `RUN_DIR[@STEP]`; the first `opening` moves of every game are random (`arena.play`); `show` adds
+    one game per seat, move by move."""
+    if episodes is not None and episodes < 1:
         raise JaxrlError(f"episodes={episodes}: must be >= 1")
+    if opening < 0:
+        raise JaxrlError(f"--random-opening {opening}: must be >= 0")
     config = load_run_config(run_dir)
     selfplay = getattr(config, "selfplay", "off") != "off"
-    if (opponent or show) and not selfplay:
-        raise JaxrlError(f"--opponent and --show apply to self-play runs; {str(run_dir)!r} was not trained by self-play")
+    if (opponent or show or opening) and not selfplay:
+        raise JaxrlError(f"--opponent, --show and --random-opening apply to self-play runs; {str(run_dir)!r} was "
+                         f"not trained by self-play")
+    episodes = default_eval_episodes(config) if episodes is None else episodes
     module = algos.get(config_algo(config))
     opponents = _opponents(opponent, config) if selfplay else None
     if show and opponents and None in opponents.values():
         raise JaxrlError(f"--show: {opponent} is built into another env and cannot be shown; pick another opponent")
-    step, policy = checkpoint.restore_policy(Path(run_dir) / "checkpoints", step)
+    step, policy = checkpoint.restore_policy(Path(run_dir) / "checkpoints", step, flag="--checkpoint {}")
     if selfplay:
-        result = module.evaluate(config, policy, episodes, seed, opponents)
+        result = module.evaluate(config, policy, episodes, seed, opponents, opening)
     else:
         result = evaluate_state(config, policy, episodes, seed)
-    result = {"run_dir": str(run_dir), "checkpoint": step, "env": config.env, **result}
+    result = {"run_dir": str(run_dir), "run_status": records.run_status(run_dir), "checkpoint": step,
+              "env": config.env, **result}
     if show:
         import jax
 
@@ -412,8 +482,42 @@ def evaluate(run_dir: str | Path, episodes: int = 10, seed: int = 0, step: int |
         player = arena.params_player(act, jax.tree.map(lambda x: x[0, 0], policy["params"]))
         name, other = next(iter((opponents or arena.scripted_players(env)).items()))
         result["shown"] = {"opponent": name,
-                           "games": [arena.show_game(env, player, other, side, seed) for side in (0, 1)]}
+                           "games": [arena.show_game(env, player, other, side, seed, opening=opening)
+                                     for side in (0, 1)]}
     return result
+
+
+def load_policy(run_dir: str | Path, checkpoint: int | None = None, seed_index: int = 0, deterministic: bool = True):
+    """A trained run's policy: `policy(obs, key=None) -> action`, compiled on first call.
+
+    obs: one observation [*obs_shape] or a batch [B, *obs_shape] (multi-agent runs: the AgentView
+    dict `jaxrl eval` plays with, agents leading). The policy of seed `seed_index` at checkpoint
+    `checkpoint` (default: latest) plays its mode, as `jaxrl eval` does, or, when not
+    `deterministic`, a sample drawn with `key`."""
+    import jax
+
+    from jaxrl import envs
+    from jaxrl.checkpoint import restore_policy
+
+    config = load_run_config(run_dir)
+    if getattr(config, "recurrent", False):
+        raise JaxrlError(f"run {str(run_dir)!r} has a recurrent policy, which carries a hidden state from step to "
+                         f"step; load_policy returns memoryless policies only")
+    if not 0 <= seed_index < config.num_seeds:
+        raise JaxrlError(f"seed_index={seed_index}: the run has {config.num_seeds} seeds "
+                         f"(0 to {config.num_seeds - 1})")
+    _, trained = restore_policy(Path(run_dir) / "checkpoints", checkpoint)
+    trained = jax.tree.map(lambda x: x[seed_index], trained)
+    env = envs.make(config.env)
+    act = jax.jit(algos.get(config_algo(config)).make_policy(config, env, env.default_params,
+                                                             stochastic=not deterministic))
+
+    def policy(obs, key=None):
+        if key is None and not deterministic:
+            raise JaxrlError("a policy loaded with deterministic=False needs a key: policy(obs, key)")
+        return act(trained, obs, key)
+
+    return policy
 
 
 def _opponents(spec: str | None, config) -> dict:
@@ -441,9 +545,10 @@ def _opponents(spec: str | None, config) -> dict:
                          f"need a multi-agent policy for {config.env}")
     import jax
 
-    step, policy = checkpoint.restore_policy(Path(other_dir) / "checkpoints", int(at) if at else None)
+    step, policy = checkpoint.restore_policy(Path(other_dir) / "checkpoints", int(at) if at else None,
+                                             flag=f"--opponent {other_dir}@{{}}")
     act = algos.get(config_algo(other)).make_actor(other, env, env.default_params)
     return {f"{other_dir}@{step}": arena.params_player(act, jax.tree.map(lambda x: x[0, 0], policy["params"]))}
 
 
-__all__ = ["resolve_config", "train", "resume", "evaluate", "TrainResult"]
+__all__ = ["resolve_config", "train", "resume", "evaluate", "load_policy", "TrainResult"]

@@ -10,6 +10,8 @@ import sys
 from jaxrl.errors import JaxrlError, Preempted
 
 DEFAULT_ALGO = "ppo"
+EVAL_EPISODES_HELP = ("deterministic evaluation after training: episodes per seed (default 10); self-play runs: games "
+                      "per seat per seed against each scripted player (default 100); 0 = none")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,14 +23,20 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train an agent and write a run directory",
                            description="Train an agent (all seeds in one compiled program) and write a run "
                                        "directory. With no arguments: PPO on gymnax:CartPole-v1.")
-    _add_train_args(train)
+    _add_train_args(train, algo_help=f"algorithm (default {DEFAULT_ALGO}; see `jaxrl algos`)",
+                    env_help="environment id (default gymnax:CartPole-v1; see `jaxrl envs`)",
+                    eval_help=EVAL_EPISODES_HELP)
     selfplay = sub.add_parser("selfplay", help="train a two-player game agent by self-play (ippo/mappo)",
                               description="Self-play on a two-sided zero-sum game (jaxrl:tictactoe, jaxrl:connect4, "
                                           "jaxrl:sumo): the same as `jaxrl train --algo ippo --set selfplay=MODE`. "
                                           "After training, the pool snapshots are rated by a round robin (Elo; "
                                           "league.json, ratings.png, winrate.png) and the policy plays the "
                                           "game's scripted players in each seat.")
-    _add_train_args(selfplay)
+    _add_train_args(selfplay, algo_help="ippo or mappo (default ippo)",
+                    env_help="the game: jaxrl:tictactoe, jaxrl:connect4, jaxrl:sumo or a symmetric SMAX map such as "
+                             "jaxmarl:SMAX/3m (required unless --config names it)",
+                    eval_help="deterministic evaluation after training: games per seat per seed against each of "
+                              "the game's scripted players (default 100; 0 = none)")
     selfplay.add_argument("--mode", choices=("latest", "pool", "pfsp", "population"),
                           help="opponents: latest (mirror), pool (uniform past snapshots), pfsp (prioritised by "
                                "win rate), population (N policies trained together); default: the game's preset "
@@ -45,22 +53,30 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--from-checkpoint", type=int, metavar="N", help="resume from checkpoint N (default: latest)")
     res.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="change a dynamic hyperparameter from here on (e.g. --set lr=1e-4)")
-    res.add_argument("--eval-episodes", type=int, default=10, help="deterministic evaluation episodes per seed")
-    res.add_argument("--no-progress", action="store_true", help="no progress bar")
+    res.add_argument("--eval-episodes", type=int, help=EVAL_EPISODES_HELP)
+    _add_progress_arg(res)
+    _add_import_arg(res)
     _add_device_args(res)
 
     ev = sub.add_parser("eval", help="evaluate a trained run's deterministic policy",
                         description="Restore a run's checkpoint and report the deterministic policy's return.")
     ev.add_argument("run_dir", help="run directory written by `jaxrl train`")
-    ev.add_argument("--episodes", type=int, default=10, help="episodes per seed (default 10)")
+    ev.add_argument("--episodes", type=int, help="episodes per seed (default 10); self-play runs: games per seat "
+                                                 "per seed against each opponent (default 100)")
     ev.add_argument("--seed", type=int, default=0, help="evaluation seed")
     ev.add_argument("--checkpoint", type=int, help="checkpoint step (default: latest)")
     ev.add_argument("--opponent", help="self-play runs: random, heuristic, minimax (tic-tac-toe), "
-                                       "path/to/file.py:function (a Python function (obs, legal mask) -> action), "
-                                       "or another run RUN_DIR[@STEP] (default: every scripted player, and built-in ones "
-                                       "such as SMAX's heuristic enemy)")
+                                       "path/to/file.py:function (a Python function (obs, legal mask) -> action; "
+                                       "the file is executed as Python code with your rights: run only files you "
+                                       "trust), or another run RUN_DIR[@STEP] (default: every scripted player, and "
+                                       "built-in ones such as SMAX's heuristic enemy)")
+    ev.add_argument("--random-opening", type=int, default=0, metavar="K",
+                    help="self-play runs: the first K moves of every game (both sides) are random legal moves, so "
+                         "that deterministic players meet varied positions (default 0: every move is the "
+                         "players'; the table counts the distinct games)")
     ev.add_argument("--show", action="store_true", help="self-play runs: print one game per seat move by move")
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_import_arg(ev)
 
     sweep = sub.add_parser("sweep", help="train many configs x seeds in one compiled program per group",
                            description="Run a hyperparameter sweep from a YAML spec (see README, Sweeps): points "
@@ -80,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("spec", help="PBT spec (YAML)")
     _add_batch_args(pbt, "sweeps/pbt-<name>-<time>")
 
-    envs_cmd = sub.add_parser("envs", help="list environment ids", description="List environment ids.")
+    envs_cmd = sub.add_parser("envs", help="list environment ids",
+                              description="List the environment ids that work here, one a line on stdout; the "
+                                          "ids their package registers that fail here follow on stderr, each "
+                                          "with the reason.")
     envs_cmd.add_argument("filter", nargs="?", default="", help="show only ids containing this text")
 
     algos_cmd = sub.add_parser("algos", help="list algorithms and their config fields",
@@ -89,9 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_train_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--algo", default=None, help=f"algorithm (default {DEFAULT_ALGO}; see `jaxrl algos`)")
-    parser.add_argument("--env", help="environment id (default gymnax:CartPole-v1; see `jaxrl envs`)")
+def _add_train_args(parser: argparse.ArgumentParser, algo_help: str, env_help: str, eval_help: str) -> None:
+    """The options `train` and `selfplay` share; the help texts name each command's defaults."""
+    parser.add_argument("--algo", default=None, help=algo_help)
+    parser.add_argument("--env", help=env_help)
     parser.add_argument("--config", help="YAML config file (e.g. a run's config.yaml)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="override one config field; repeatable (e.g. --set lr=1e-3)")
@@ -99,23 +119,49 @@ def _add_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed of the first run")
     parser.add_argument("--total-timesteps", type=float, help="env steps per seed (e.g. 1e6)")
     parser.add_argument("--out", help="run directory to create (default runs/<algo>-<env>-<time>)")
-    parser.add_argument("--eval-episodes", type=int, default=10,
-                       help="deterministic evaluation episodes per seed after training (0 = none)")
+    parser.add_argument("--eval-episodes", type=int, help=eval_help)
     parser.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                        help="updates between checkpoints of the whole run state (default 0: about 10 per run)")
     parser.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="latest checkpoints kept")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress_arg(parser)
     parser.add_argument("--no-compile-cache", action="store_true",
                        help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
+    _add_import_arg(parser)
     _add_device_args(parser)
 
 
 def _add_batch_args(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--out", help=f"directory to create (default {default_out})")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_progress_arg(parser)
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
+    _add_import_arg(parser)
     _add_device_args(parser)
+
+
+def _add_import_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                        help="import MODULE (a dotted name, or path/to/file.py) first, so that the envs it "
+                             "registers with jaxrl.envs.register can be used; repeatable. Recorded in "
+                             "metadata.json: eval and resume of the run import it again")
+
+
+def _import_modules(args) -> None:
+    """Before anything resolves an env id: the modules named by --import register their envs."""
+    from jaxrl.envs.registry import import_modules
+
+    import_modules(args.imports, "--import")
+
+
+def _add_progress_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no live progress bar: a plain line (steps, steps/s, return) at every tenth of the "
+                             "run instead, as whenever stderr is not a terminal")
+
+
+def _progress(args) -> bool | str:
+    """api's `progress`: a live bar (plain lines where stderr is not a terminal), or plain lines."""
+    return "lines" if args.no_progress else True
 
 
 def _add_device_args(parser: argparse.ArgumentParser) -> None:
@@ -134,6 +180,7 @@ def cmd_selfplay(args) -> int:
     from jaxrl import api
     from jaxrl.config import ConfigError, parse_overrides
 
+    _import_modules(args)
     args.algo = args.algo or _config_file_algo(args.config) or "ippo"
     if args.algo not in ("ippo", "mappo"):
         raise ConfigError(f"self-play trains ippo or mappo, not {args.algo}")
@@ -153,6 +200,7 @@ def cmd_train(args) -> int:
     from jaxrl import api
     from jaxrl.config import ConfigError, parse_overrides
 
+    _import_modules(args)
     overrides = parse_overrides(args.sets)
     shortcuts = {"env": args.env, "num_seeds": args.seeds, "seed": args.seed,
                  "total_timesteps": args.total_timesteps}
@@ -162,12 +210,13 @@ def cmd_train(args) -> int:
         if key in overrides:
             raise ConfigError(f"{key} is given both as a flag and with --set")
         overrides[key] = value
-    if args.eval_episodes < 0:
+    if args.eval_episodes is not None and args.eval_episodes < 0:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     algo = args.algo or _config_file_algo(args.config) or DEFAULT_ALGO
     config = api.resolve_config(algo, args.config, overrides)
+    eval_episodes = api.default_eval_episodes(config) if args.eval_episodes is None else args.eval_episodes
     _prepare_runtime(use_cache=not args.no_compile_cache)
-    result = api.train(config, out=args.out, progress=not args.no_progress, eval_episodes=args.eval_episodes,
+    result = api.train(config, out=args.out, progress=_progress(args), eval_episodes=eval_episodes,
                        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
                        devices=args.devices)
     print_summary(result)
@@ -178,12 +227,16 @@ def cmd_resume(args) -> int:
     from jaxrl import api, sweep
     from jaxrl.config import ConfigError, parse_overrides
 
-    if args.eval_episodes < 0:
+    _import_modules(args)
+    if args.eval_episodes is not None and args.eval_episodes < 0:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
+    eval_episodes = args.eval_episodes
+    if eval_episodes is None and not sweep.is_sweep_dir(args.run_dir):  # a sweep evaluates nothing
+        eval_episodes = api.default_eval_episodes(api.load_run_config(args.run_dir))
     overrides = parse_overrides(args.sets)
     _prepare_runtime()
-    result = api.resume(args.run_dir, args.from_checkpoint, overrides, progress=not args.no_progress,
-                        eval_episodes=args.eval_episodes, devices=args.devices)
+    result = api.resume(args.run_dir, args.from_checkpoint, overrides, progress=_progress(args),
+                        eval_episodes=eval_episodes, devices=args.devices)
     if isinstance(result, sweep.SweepResult):  # a sweep directory was resumed
         print_sweep_summary(result)
     else:
@@ -199,7 +252,10 @@ def print_summary(result) -> None:
     s = result.summary
     resumed = f" (resumed after update {s['resumed_from_update']})" if "resumed_from_update" in s else ""
     print(f"{s['algo']} on {s['env']}: {s['env_steps_per_seed']:,} env steps x {len(s['seeds'])} seed(s){resumed}")
-    print(f"  final return {s['final_return_mean']} ± {s['final_return_std']} (training episodes)")
+    if s["final_return_mean"] is None:
+        print("  final return: none (no training episode finished near the end of training)")
+    else:
+        print(f"  final return {s['final_return_mean']} ± {s['final_return_std']} (training episodes)")
     if "eval" in s and "vs" in s["eval"]:
         print(f"  games against scripted players ({s['eval']['games_per_side']} per seat, deterministic policy):")
         print_games(s["eval"]["vs"])
@@ -220,13 +276,20 @@ def print_summary(result) -> None:
 
 
 def print_games(vs: dict) -> None:
-    """Win/draw/loss per opponent and seat."""
-    print(f"  {'opponent':<24} {'seat':>4} {'win':>6} {'draw':>6} {'loss':>6} {'illegal':>8}")
+    """Win/draw/loss per opponent and seat, and how many of the games differ in their moves."""
+    print(f"  {'opponent':<24} {'seat':>4} {'win':>6} {'draw':>6} {'loss':>6} {'illegal':>8} {'distinct':>8}")
+    repeated = []
     for name, sides in vs.items():
         for side, r in sides.items():
             illegal = f"{r['illegal_moves']}/{r['opponent_illegal_moves']}"
+            distinct = r.get("distinct_games", "-")  # not counted against an enemy built into the env (SMAX)
             print(f"  {name[-24:]:<24} {side[-1]:>4} {r['win_rate']:>6.1%} {r['draw_rate']:>6.1%} "
-                  f"{r['loss_rate']:>6.1%} {illegal:>8}")
+                  f"{r['loss_rate']:>6.1%} {illegal:>8} {distinct:>8}")
+            if distinct == 1 and r["games"] > 1:
+                repeated.append(f"{name} (seat {side[-1]})")
+    if repeated:
+        print(f"  note: all games against {', '.join(repeated)} were one and the same game (both players "
+              f"deterministic); `jaxrl eval --random-opening K` makes the first K moves of each game random")
 
 
 def _config_file_algo(path: str | None) -> str | None:
@@ -249,31 +312,38 @@ def _prepare_runtime(use_cache: bool = True) -> None:
 def cmd_eval(args) -> int:
     from jaxrl import api
 
+    _import_modules(args)
     _prepare_runtime()
-    r = api.evaluate(args.run_dir, args.episodes, args.seed, args.checkpoint, args.opponent, args.show)
+    r = api.evaluate(args.run_dir, args.episodes, args.seed, args.checkpoint, args.opponent, args.show,
+                     args.random_opening)
     if args.json:
         print(json.dumps(r, indent=2))
     elif "vs" in r:  # a self-play run: games against opponents
         for game in r.get("shown", {}).get("games", []):
             print(game + "\n")
-        print(f"{r['env']} (checkpoint {r['checkpoint']}): {r['games_per_side']} games per seat")
+        opening = r["random_opening_moves"]
+        print(f"{r['env']} (checkpoint {r['checkpoint']}): {r['games_per_side']} games per seat, deterministic policy"
+              + (f", the first {opening} moves of each game random" if opening else ""))
         print_games(r["vs"])
     else:
         print(f"{r['env']} (checkpoint {r['checkpoint']}): return {r['return_mean']:.2f} ± {r['return_std']:.2f} "
               f"over {r['episodes']} episodes, mean length {r['length_mean']:.1f}")
         if len(r["return_per_seed"]) > 1:
             print("  per seed: " + ", ".join(f"{v:.2f}" for v in r["return_per_seed"]))
+    if not args.json and r["run_status"] != "finished":
+        print(f"  run status: {r['run_status']}; the run has not finished")
     return 0
 
 
 def cmd_sweep(args) -> int:
     from jaxrl import sweep
 
+    _import_modules(args)
     if args.top < 1:
         raise JaxrlError(f"--top={args.top}: must be >= 1")
     spec = sweep.load_spec(args.spec)
     _prepare_runtime(use_cache=not args.no_compile_cache)
-    result = sweep.run_sweep(spec, out=args.out, progress=not args.no_progress,
+    result = sweep.run_sweep(spec, out=args.out, progress=_progress(args),
                              allow_many_compiles=args.allow_many_compiles, devices=args.devices)
     print_sweep_summary(result, args.top)
     return 0
@@ -298,9 +368,10 @@ def cmd_pbt(args) -> int:
     from jaxrl import pbt
     from jaxrl.devices import is_main
 
+    _import_modules(args)
     spec = pbt.load_spec(args.spec)
     _prepare_runtime(use_cache=not args.no_compile_cache)
-    result = pbt.run_pbt(spec, out=args.out, progress=not args.no_progress, devices=args.devices)
+    result = pbt.run_pbt(spec, out=args.out, progress=_progress(args), devices=args.devices)
     if is_main():
         print(pbt.format_result(result))
         print(f"pbt directory: {result.out_dir}")
@@ -308,12 +379,18 @@ def cmd_pbt(args) -> int:
 
 
 def cmd_envs(args) -> int:
-    from jaxrl.envs import list_ids
+    from jaxrl.envs.registry import list_ids, unavailable_ids
 
-    ids = list_ids(args.filter)
-    if not ids:
+    ids, unavailable = list_ids(args.filter), unavailable_ids(args.filter)
+    if not ids and not unavailable:
         raise JaxrlError(f"no environment id contains {args.filter!r}")
-    print("\n".join(ids))
+    if ids:
+        print("\n".join(ids))
+    if unavailable:
+        width = max(map(len, unavailable))
+        print("unavailable here (registered by their package, but they fail):", file=sys.stderr)
+        for env_id, why in unavailable.items():
+            print(f"  {env_id:<{width}}  {why}", file=sys.stderr)
     return 0
 
 
@@ -350,6 +427,11 @@ def _quiet_library_noise() -> None:
     sys.unraisablehook = hook
 
 
+def _one_line(err: JaxrlError) -> str:
+    """The error's message and its notes (what else failed while handling it, e.g. records.Record.failures)."""
+    return "; ".join([str(err), *getattr(err, "__notes__", ())])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -365,12 +447,12 @@ def main(argv: list[str] | None = None) -> int:
             devices.initialize(args.coordinator, args.num_processes, args.process_id)
         return COMMANDS[args.command](args)
     except Preempted as err:
-        print(f"jaxrl {args.command}: {err}", file=sys.stderr)
+        print(f"jaxrl {args.command}: {_one_line(err)}", file=sys.stderr)
         return 128 + err.signum
     except JaxrlError as err:
         if args.debug:
             raise
-        print(f"jaxrl {args.command}: error: {err}", file=sys.stderr)
+        print(f"jaxrl {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"jaxrl {args.command}: interrupted", file=sys.stderr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -55,26 +56,45 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(name: str, value: Any, field: dataclasses.Field) -> Any:
-    """Check `value` against the field's declared type; ints are accepted as floats."""
-    tp = _TYPES.get(field.type, field.type)  # annotations are strings under `from __future__ import annotations`
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+def declared_type(field: dataclasses.Field) -> tuple[type, type]:
+    """(type, element type) from the field's annotation, a string under `from __future__ import
+    annotations`: `tuple[int, ...]` -> (tuple, int); any other type's element type is `object`."""
+    if not isinstance(field.type, str):
+        return field.type, object
+    outer, _, inner = field.type.partition("[")
+    return _TYPES.get(outer, outer), _TYPES.get(inner.split(",")[0].strip(), object) if inner else object
+
+
+def _as_type(value: Any, tp: type) -> Any:
+    """`value` as `tp` (ints are accepted as floats, integral floats as ints), or None if it is not one."""
+    if isinstance(value, bool) and tp in (int, float):
+        return None
+    if tp is float and isinstance(value, int):
         return float(value)
     if tp is int and isinstance(value, float) and value.is_integer():
         return int(value)  # 5e5 from YAML or --set is a valid step count
-    if tp is tuple and isinstance(value, list):
-        value = tuple(value)
-    if tp is tuple and isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return value
-    if tp in (int, float) and isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r}: expected {_type_name(tp)}, got bool")
-    if not isinstance(value, tp):
+    return value if isinstance(value, tp) else None
+
+
+def _coerce(name: str, value: Any, field: dataclasses.Field) -> Any:
+    """Check `value` against the field's declared type."""
+    tp, item_tp = declared_type(field)
+    if tp is tuple:
+        items = [_as_type(v, item_tp) for v in value] if isinstance(value, (list, tuple)) else [None]
+        if any(v is None for v in items):
+            shown = list(value) if isinstance(value, tuple) else value
+            raise ConfigError(f"{name}={shown!r}: expected a list of {_type_name(item_tp)}")
+        return tuple(items)
+    coerced = _as_type(value, tp)
+    if coerced is None:
         raise ConfigError(f"{name}={value!r}: expected {_type_name(tp)}, got {type(value).__name__}")
-    return value
+    return coerced
 
 
 def _check_limits(name: str, value: Any, meta: dict) -> None:
     low, high, choices = meta["low"], meta["high"], meta["choices"]
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison below
+        raise ConfigError(f"{name}={value!r}: must be a finite number ({meta['doc']})")
     if choices is not None and value not in choices:
         raise ConfigError(f"{name}={value!r}: must be one of {', '.join(map(repr, choices))}")
     if low is not None and (value < low or (meta["low_open"] and value == low)):
@@ -94,6 +114,23 @@ def validate_fields(config) -> None:
                 _check_limits(f.name, v, f.metadata)
         else:
             _check_limits(f.name, value, f.metadata)
+
+
+MAX_SEED = 2**32 - 1  # jax.random.PRNGKey(seed) wraps larger seeds onto smaller ones
+MAX_UPDATES = 2**31 - 1  # the compiled loop counts updates in int32
+
+
+def check_run_fields(config) -> None:
+    """The seeds and the number of updates of a run must be ones the program can represent
+    (called from each config's __post_init__ after `validate_fields`)."""
+    last = config.seed + config.num_seeds - 1
+    if last > MAX_SEED:
+        raise ConfigError(f"seed={config.seed} with num_seeds={config.num_seeds} uses seeds up to {last}; "
+                          f"seeds must be <= {MAX_SEED} (2**32 - 1)")
+    if config.num_updates > MAX_UPDATES:
+        raise ConfigError(f"total_timesteps={config.total_timesteps:.3g} is {config.num_updates:.3g} updates of "
+                          f"num_envs*num_steps={config.num_envs * config.num_steps}; a run has at most "
+                          f"{MAX_UPDATES} (2**31 - 1) updates")
 
 
 def check_keys(config_cls, keys, where: str) -> None:
@@ -136,6 +173,10 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
         raise ConfigError(f"{what} {str(path)!r} does not exist")
     try:
         data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} {str(path)!r} is not a text file (not UTF-8); expected YAML") from None
+    except OSError as err:
+        raise ConfigError(f"{what} {str(path)!r} cannot be read: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{what} {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
     if data is None:

@@ -35,6 +35,7 @@ import numpy as np
 
 from jaxrl import algos, records, sweep
 from jaxrl.config import ConfigError, fields_of, hparams
+from jaxrl.stats import nanmean
 
 PBT_KEYS = ("population", "ready", "fraction", "perturb")
 
@@ -63,8 +64,9 @@ def parse_settings(data: Any, where: str) -> PBTSettings:
                           f"(needs fraction*population >= 1)")
     perturb = data.get("perturb", [0.8, 1.2])
     if (not isinstance(perturb, list) or not perturb
-            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in perturb)):
-        raise ConfigError(f"{where}: pbt.perturb={perturb!r} must be a list of positive factors")
+            or not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f < math.inf
+                       for f in perturb)):
+        raise ConfigError(f"{where}: pbt.perturb={perturb!r} must be a list of positive factors (finite numbers)")
     return PBTSettings(population, ready, float(fraction), tuple(float(f) for f in perturb))
 
 
@@ -81,7 +83,9 @@ def parse_spec(data: dict, where: str = "pbt spec") -> PBTSpec:
     for key in ("method", "num_points", "budget", "max_parallel"):
         if key in data:
             raise ConfigError(f"{where}: {key} does not apply to PBT (the population is pbt.population)")
-    spec = sweep.parse_spec({**data, "num_points": settings.population}, where)
+    sweep_part = {k: v for k, v in data.items() if k != "pbt"}  # `jaxrl sweep` refuses a pbt section
+    spec = dataclasses.replace(sweep.parse_spec({**sweep_part, "num_points": settings.population}, where),
+                               raw=dict(data))
     dynamic = {f.name for f in fields_of(algos.get(spec.algo).Config, "dynamic")}
     static = [d.name for d in spec.space if d.name not in dynamic]
     if static:
@@ -190,6 +194,7 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
     step = make_exploit_explore(st, R, explored, field_bounds(module.Config, explored))
 
     layout = devices_.plan(devices, R * P, program.env_shards)
+    loop.check_memory(program, keys, hp, layout.num_devices)
     out_dir = records.new_run_dir(out, "pbt", sw.name, root="sweeps") if record else None
     rec = records.Record(out_dir, **layout.describe()) if record and devices_.is_main() else None
     if rec:
@@ -210,8 +215,7 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
                          **{k: float(values[k][i]) for k in explored}} for i in range(R * P))
         return state, diverged_at
 
-    bar = Progress(R * P * program.num_updates * program.steps_per_update, progress and devices_.is_main(),
-                   desc="pbt")
+    bar = Progress(R * P * program.num_updates * program.steps_per_update, progress, desc="pbt")
     best = {"value": -math.inf}
 
     def on_chunk(report):
@@ -237,7 +241,7 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
         "env_steps_per_member": program.num_updates * program.steps_per_update,
         "best_final_return_per_population": [sweep._round(final[r, m]) for r, m in enumerate(best_member)],
         "best_final_return_mean": sweep._round(np.mean([final[r, m] for r, m in enumerate(best_member)])),
-        "population_final_return_mean": sweep._round(np.nanmean(final)),
+        "population_final_return_mean": sweep._round(nanmean(final)),
         "best_member_final_hparams": [{k: last[(r, m)][k] for k in explored} for r, m in enumerate(best_member)],
         "diverged_members": int((diverged_at >= 0).sum()),
         "compile_s": round(timings["compile_s"], 3), "run_s": round(timings["run_s"], 3),

@@ -6,8 +6,9 @@
     summary.json   final and best figures
     checkpoints/   orbax (see `checkpoint`)
     curves.png     learning curves, mean and spread over seeds
+    .lock          held by the process training in the directory (`RunLock`)
 Every file is written to a temporary name and renamed, so a crash never
-leaves a half-written record.
+leaves a half-written record (a resume removes the temporary files a kill left).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import io
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
 from contextlib import contextmanager, nullcontext
@@ -29,6 +31,7 @@ import numpy as np
 import yaml
 
 from jaxrl.errors import JaxrlError
+from jaxrl.stats import nanmean
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "gymnax", "brax", "jaxmarl", "numpy")
 
@@ -84,24 +87,32 @@ def new_run_dir(out: str | None, algo: str, env_id: str, root: str = "runs") -> 
 
 
 def _make_run_dir(out: str | None, algo: str, env_id: str, root: str) -> Path:
-    if out:
-        path = Path(out)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise JaxrlError(f"output directory {out!r} already exists and is not empty; choose another --out")
-    else:
-        name = env_id.split(":")[-1].replace("/", "_")
-        path = Path(root) / f"{algo}-{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-        suffix = 1
-        while path.exists():
-            path = path.with_name(f"{path.name.rsplit('.', 1)[0]}.{suffix}")
-            suffix += 1
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        if out:
+            path = Path(out)
+            if path.is_file():
+                raise JaxrlError(f"output directory {out!r} is a file; choose another --out")
+            if path.exists() and any(path.iterdir()):
+                raise JaxrlError(f"output directory {out!r} already exists and is not empty; choose another --out")
+        else:
+            name = env_id.split(":")[-1].replace("/", "_")
+            path = Path(root) / f"{algo}-{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+            suffix = 1
+            while path.exists():
+                path = path.with_name(f"{path.name.rsplit('.', 1)[0]}.{suffix}")
+                suffix += 1
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a parent is a file, no permission, a read-only file system, ...
+        raise JaxrlError(f"cannot create output directory {str(path)!r}: {err.strerror or err}; "
+                         f"choose another --out") from None
     return path
 
 
 def base_metadata() -> dict[str, Any]:
     """What every record's metadata.json starts with: versions, machine, command, status."""
     import jax
+
+    from jaxrl.envs.registry import imported_modules
 
     return {
         "jaxrl_version": importlib_metadata.version("jaxrl"),
@@ -116,7 +127,97 @@ def base_metadata() -> dict[str, Any]:
         "end_time": None,
         "status": "running",
         "error": None,
+        "imports": imported_modules(),  # --import: eval and resume import them again
+        **this_process(),
     }
+
+
+def this_process() -> dict[str, Any]:
+    """Who writes a record while it is `running`, so a later command can tell whether it still runs."""
+    return {"pid": os.getpid(), "host": socket.gethostname()}
+
+
+def process_gone(meta: dict) -> bool:
+    """True when a `running` record's process no longer runs (killed, or it could not write its final
+    status); False while it runs, or where that cannot be told (another host, an older record)."""
+    pid = meta.get("pid")
+    if meta.get("status") != "running" or meta.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process has this pid
+        return False
+    return False
+
+
+def run_status(path: Path) -> str:
+    """A record directory's status as its metadata.json says (`finished`, `running`, `preempted`,
+    `failed`, `interrupted`), where `running` is told apart from a run whose process is gone."""
+    try:
+        meta = read_metadata(Path(path) / "metadata.json")
+    except JaxrlError as err:
+        return f"unknown: {err}"
+    if process_gone(meta):
+        return f"running, but its process (pid {meta['pid']}) is gone"
+    return str(meta.get("status"))
+
+
+def read_metadata(path: Path) -> dict:
+    """A record's metadata.json; a damaged one is a one-line error naming it."""
+    try:
+        meta = json.loads(Path(path).read_text())
+    except OSError as err:
+        raise JaxrlError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
+    except ValueError as err:  # not UTF-8 or not JSON
+        raise JaxrlError(f"{str(path)!r} is damaged (not valid JSON: {err}); restore it from a copy") from None
+    if not isinstance(meta, dict):
+        raise JaxrlError(f"{str(path)!r} is damaged (a JSON {type(meta).__name__}, not an object); "
+                         f"restore it from a copy")
+    return meta
+
+
+class RunLock:
+    """An exclusive lock on a run directory (flock on its .lock file), held by the process that trains
+    in it (`jaxrl train`, `jaxrl resume`) until `release`, until the object is dropped or until the
+    process ends, even by kill -9. A second process is refused, naming the holder, instead of both
+    writing (and deleting) checkpoints."""
+
+    file = None  # the open .lock file while the lock is held
+
+    def __init__(self, path: Path):
+        import fcntl
+
+        try:
+            file = open(Path(path) / ".lock", "a+")
+        except OSError as err:
+            raise JaxrlError(f"cannot lock run directory {str(path)!r}: {err.strerror or err}") from None
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            pid, _, host = file.read().partition(" ")
+            file.close()
+            raise JaxrlError(f"run directory {str(path)!r} is in use by another jaxrl process (pid {pid or '?'} on "
+                             f"{host or 'this host'}); wait for it to end or stop it first") from None
+        file.truncate(0)
+        file.write("{pid} {host}".format(**this_process()))
+        file.flush()
+        self.file = file
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the file drops the lock
+            self.file = None
+
+    __del__ = release
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
 
 
 class Record:
@@ -132,9 +233,10 @@ class Record:
         """Continue a record directory: metadata keeps its history, notes the resume and says running."""
         rec = cls.__new__(cls)
         rec.path = Path(path)
-        rec.meta = json.loads((rec.path / "metadata.json").read_text())
-        resumes = rec.meta.get("resumes", []) + [{**resume, "time": now(), "command": sys.argv}]
-        rec.write_metadata(status="running", error=None, end_time=None, resumes=resumes)
+        rec.meta = read_metadata(rec.path / "metadata.json")
+        resumes = rec.meta.get("resumes", []) + [{**resume, "previous_status": rec.meta.get("status"), "time": now(),
+                                                  "command": sys.argv}]
+        rec.write_metadata(status="running", error=None, end_time=None, resumes=resumes, **this_process())
         return rec
 
     def write_metadata(self, **updates) -> None:
@@ -152,17 +254,23 @@ class Record:
 
     @contextmanager
     def failures(self):
-        """Marks the record `interrupted` (Ctrl-C) or `failed` (with the error) if the block raises."""
+        """Marks the record `preempted`, `interrupted` (Ctrl-C) or `failed` (with the error) if the block
+        raises. The block's error is what the caller sees: when the status cannot be written either
+        (the full disk that failed the run), that is added to it as a note."""
         from jaxrl.errors import Preempted
 
         try:
             yield
-        except Preempted as err:
-            self.finish("preempted", str(err))
-            raise
         except BaseException as err:
-            self.finish("interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
-                        f"{type(err).__name__}: {err}")
+            if isinstance(err, Preempted):
+                status, message = "preempted", str(err)
+            else:
+                status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+                message = f"{type(err).__name__}: {err}"
+            try:
+                self.finish(status, message)
+            except JaxrlError as write_err:
+                err.add_note(f"the run's status ({status}) could not be recorded either: {write_err}")
             raise
 
 
@@ -170,16 +278,20 @@ class RunRecord(Record):
     """A run directory; the host loop calls it between compiled chunks."""
 
     def __init__(self, path: Path, config: dict[str, Any], algo: str, **metadata):
+        self.lock = RunLock(path)
         self.metrics_rows: list[dict] = []
         self.path = Path(path)
         self.write_yaml("config.yaml", {"algo": algo, **config})
         super().__init__(path, **metadata)
 
     @classmethod
-    def reopen(cls, path: Path, done: int) -> RunRecord:
-        """Continue a run directory from update `done`: metrics rows after it are dropped (they
-        are computed again)."""
+    def reopen(cls, path: Path, done: int, lock: RunLock) -> RunRecord:
+        """Continue a run directory, whose `lock` the caller holds, from update `done`: metrics rows
+        after it are dropped (they are computed again), temporary files a killed process left are removed."""
+        for tmp in [*Path(path).glob(".*.tmp"), *Path(path).glob(".*.tmp.*")]:  # atomic_write, save_figure
+            tmp.unlink(missing_ok=True)
         rec = super().reopen(path, from_update=done)
+        rec.lock = lock
         rows = read_metrics(rec.path / "metrics.csv") if (rec.path / "metrics.csv").is_file() else []
         rec.metrics_rows = [_typed(r) for r in rows if int(r["update"]) <= done]
         return rec
@@ -228,10 +340,9 @@ def plot_curves(run_dir: Path, metrics: dict[str, np.ndarray], steps_per_update:
                                                if k in metrics]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4))
     for ax, (name, y) in zip(np.atleast_1d(axes), panels):
-        mean = np.nanmean(y, axis=0)
-        ax.plot(x, mean, lw=1.5)
-        if y.shape[0] > 1:
-            ax.fill_between(x, np.nanmin(y, axis=0), np.nanmax(y, axis=0), alpha=0.25)
+        ax.plot(x, nanmean(y, axis=0), lw=1.5)
+        if y.shape[0] > 1:  # fmin/fmax: NaN, without a warning, at updates where no seed finished an episode
+            ax.fill_between(x, np.fmin.reduce(y, axis=0), np.fmax.reduce(y, axis=0), alpha=0.25)
         ax.set_xlabel("env steps")
         ax.set_title(name + (f" ({y.shape[0]} seeds)" if y.shape[0] > 1 else ""))
         ax.grid(alpha=0.3)

@@ -5,6 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 
+def nanmean(values, axis=None):
+    """np.nanmean, but a slice with no number (no finished episode: a seed, an update) is NaN without
+    a RuntimeWarning."""
+    values = np.asarray(values, np.float64)
+    present = ~np.isnan(values)
+    count = present.sum(axis)
+    return np.where(count > 0, np.where(present, values, 0.0).sum(axis) / np.maximum(count, 1), np.nan)
+
+
 def bootstrap_ci(values, confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean of `values` (NaNs dropped).
 

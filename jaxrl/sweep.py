@@ -30,7 +30,6 @@ import itertools
 import json
 import math
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +38,11 @@ import numpy as np
 import yaml
 
 from jaxrl import algos, records
-from jaxrl.config import _TYPES, ConfigError, check_keys, fields_of, hparams, load_yaml, to_dict
-from jaxrl.stats import bootstrap_ci
+from jaxrl.config import ConfigError, check_keys, declared_type, fields_of, hparams, load_yaml, to_dict
+from jaxrl.stats import bootstrap_ci, nanmean
 
 SPEC_KEYS = ("name", "algo", "env", "base", "space", "method", "num_points", "budget", "seeds", "seed",
-             "max_parallel", "metric", "max_compiles", "pbt")
+             "max_parallel", "metric", "max_compiles")
 DISTRIBUTIONS = ("uniform", "log_uniform", "choice")
 METRICS = ("final_return", "auc")
 RESERVED = ("seed", "num_seeds")  # set by the sweep itself (`seed`, `seeds`)
@@ -91,7 +90,6 @@ class SweepSpec:
     metric: str = "final_return"
     max_compiles: int = 16
     name: str = "sweep"
-    pbt: dict | None = None
     raw: dict = dataclasses.field(default_factory=dict)  # the spec as given (saved as spec.yaml)
 
 
@@ -105,7 +103,7 @@ def _positive_int(data: dict, key: str, default: int, where: str, minimum: int =
 
 
 def parse_dimension(name: str, entry: Any, field: dataclasses.Field, where: str) -> Dimension:
-    field_type = _TYPES.get(field.type, field.type)
+    field_type = declared_type(field)[0]
     if isinstance(entry, list):
         entry = {"dist": "choice", "values": entry}
     if not isinstance(entry, dict):
@@ -151,6 +149,9 @@ def parse_spec(data: dict, where: str = "sweep spec") -> SweepSpec:
     """Validate a spec mapping (everything that can be checked without compiling)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    if "pbt" in data:
+        raise ConfigError(f"{where}: a `pbt:` section is for population-based training; run this spec with "
+                          f"`jaxrl pbt`, or remove the section to sweep")
     unknown = [k for k in data if k not in SPEC_KEYS]
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(SPEC_KEYS)}")
@@ -201,7 +202,7 @@ def parse_spec(data: dict, where: str = "sweep spec") -> SweepSpec:
     name = str(data.get("name") or f"{algo}-{str(base.get('env', module.Config.env)).split(':')[-1]}")
     return SweepSpec(algo, base, dims, method, num_points, seeds, seed,
                      _positive_int(data, "max_parallel", 0, where, minimum=0), metric,
-                     _positive_int(data, "max_compiles", 16, where), name, data.get("pbt"), dict(data))
+                     _positive_int(data, "max_compiles", 16, where), name, dict(data))
 
 
 def _points_from_budget(data, module, base, space, seeds, where) -> int:
@@ -394,7 +395,7 @@ def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progres
     total_steps = sum(len(groups[g]) * spec.seeds * programs[g].num_updates * programs[g].steps_per_update
                       for g in todo)
     num_runs = len(points) * spec.seeds
-    bar = Progress(total_steps, progress and devices_.is_main(), desc="sweep")
+    bar = Progress(total_steps, progress, desc="sweep")
     kept = f"; {len(resumed_groups)} finished group(s) kept" if resumed_groups else ""
     bar.message(f"sweep {spec.name}: {len(points)} points x {spec.seeds} seeds = {num_runs} runs in "
                 f"{len(groups)} compiled group(s), {total_steps:,} env steps to run{kept}")
@@ -417,6 +418,7 @@ def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progres
                 point_hp = [hparams(configs[p]) for p, _ in padded]
                 hp = {k: np.asarray([h[k] for h in point_hp], np.float32) for k in point_hp[0]}
                 if compiled is None:
+                    loop.check_memory(program, keys, hp, layout.num_devices)
                     bar.message(f"compiling group {g + 1}/{len(groups)} ({len(members)} runs, {block} at a time) ...")
                     compiled = loop.compile_program(program, keys, hp, layout)
                     timing["compiles"] += 1
@@ -441,7 +443,7 @@ def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progres
                 metrics = {k: v[:len(real)] for k, v in metrics.items()}
                 final = records.final_returns(metrics)
                 per_update = records.mean_returns(metrics)
-                auc = _nanmean(per_update, axis=1)
+                auc = nanmean(per_update, axis=1)
                 for r, (p, s) in enumerate(real):
                     diverged = int(diverged_at[r])
                     group_rows.append({
@@ -487,13 +489,6 @@ def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progres
     return SweepResult(sweep_dir, runs, ranking, best_config, summary, spec)
 
 
-def _nanmean(a, axis=None):
-    """np.nanmean without the warning for all-NaN rows (a run that finished no episode)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(a, axis=axis)
-
-
 def _round(x) -> float | str:
     x = float(x)
     return "" if math.isnan(x) else round(x, 4)
@@ -514,8 +509,8 @@ def rank_points(spec: SweepSpec, points: list[dict], runs: list[dict]) -> list[d
         values = column(spec.metric)
         low, high = bootstrap_ci(values)
         rows.append({"point": p, **{k: _csv_value(v) for k, v in points[p].items()},
-                     "score": _round(_nanmean(values)), "ci_low": _round(low), "ci_high": _round(high),
-                     "final_return": _round(_nanmean(column("final_return"))), "auc": _round(_nanmean(column("auc"))),
+                     "score": _round(nanmean(values)), "ci_low": _round(low), "ci_high": _round(high),
+                     "final_return": _round(nanmean(column("final_return"))), "auc": _round(nanmean(column("auc"))),
                      "seeds": len(rs), "diverged": sum(r["status"] == "diverged" for r in rs)})
     number = lambda x: x if x != "" else -math.inf
     # Points with a diverged run last; ties of the metric (CartPole's cap of 500) broken by the faster learner.
@@ -635,16 +630,16 @@ def plot_top_curves(path: Path, spec: SweepSpec, points: list[dict], ranking: li
         ys = np.stack([curves[f"{g}_returns"][r] for _, r in found])
         ys = records.smoothed_returns({"episodes": np.isfinite(ys).astype(np.float32),
                                        "episode_return_sum": np.nan_to_num(ys)})
-        mean = _nanmean(ys, axis=0)
+        mean = nanmean(ys, axis=0)
         line, = ax.plot(x, mean, lw=1.5, label=f"#{row['rank']}: {format_point(points[p])}")
-        if ys.shape[0] > 1:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # updates where no episode finished
-                ax.fill_between(x, np.nanmin(ys, axis=0), np.nanmax(ys, axis=0), alpha=0.15, color=line.get_color())
+        if ys.shape[0] > 1:  # fmin/fmax: NaN, without a warning, at updates where no seed finished an episode
+            ax.fill_between(x, np.fmin.reduce(ys, axis=0), np.fmax.reduce(ys, axis=0), alpha=0.15,
+                            color=line.get_color())
     ax.set_xlabel("env steps")
     ax.set_ylabel("episode return")
     ax.set_title(f"top {len(top)} points of sweep {spec.name} ({spec.seeds} seeds each)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    if top:  # no point scored (no run finished an episode): nothing to label
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return records.save_figure(fig, path)

@@ -11,8 +11,10 @@ extras="${1:-}"
 target="."
 [ -n "$extras" ] && target=".[$extras]"
 # Reinstall only when the project's declared dependencies changed.
-stamp=".venv/.jaxrl-installed-$(cat pyproject.toml | sha1sum | cut -c1-12)-${extras:-base}"
-if [ ! -f "$stamp" ]; then
+hash="$(sha1sum < pyproject.toml | cut -c1-12)"
+stamp=".venv/.jaxrl-installed-$hash-${extras:-base}"
+# An install with extras (the tests') holds the base install too.
+if [ ! -f "$stamp" ] && { [ -n "$extras" ] || ! compgen -G ".venv/.jaxrl-installed-$hash-*" > /dev/null; }; then
     echo "installing jaxrl${extras:+ [$extras]} into .venv ..." >&2
     .venv/bin/python -m pip install --quiet -e "$target"
     touch "$stamp"

@@ -255,6 +255,30 @@ def test_eval_plays_a_chosen_opponent_and_shows_a_game(selfplay_run, tmp_path):
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+BROKEN_OPPONENTS = {  # function name -> (body, what the error says after "opponent .../engine.py:NAME")
+    "one_arg": ("def one_arg(obs):\n    return 0\n", "raised TypeError: one_arg() takes 1 positional argument but "
+                "2 were given (it is called as function(observation, legal_mask))"),
+    "fails": ("def fails(obs, mask):\n    raise ValueError('no move')\n", "raised ValueError: no move"),
+    "nothing": ("def nothing(obs, mask):\n    pass\n", "returned None; expected an action index (an int) in 0..8"),
+    "text": ("def text(obs, mask):\n    return '4'\n", "returned '4'; expected an action index"),
+    # Fine on the first position (tried before compiling), fails inside the compiled games.
+    "later": ("def later(obs, mask):\n    if mask.sum() < 8:\n        raise RuntimeError('lost\\ntrack')\n"
+              "    return int(mask.argmax())\n", "raised RuntimeError: lost track"),
+}
+
+
+@pytest.mark.parametrize("name", BROKEN_OPPONENTS)
+def test_eval_against_a_broken_opponent_function_gives_one_line(selfplay_run, name, tmp_path, capsys):
+    from jaxrl import cli
+
+    body, message = BROKEN_OPPONENTS[name]
+    (tmp_path / "engine.py").write_text(body)
+    code = cli.main(["eval", str(selfplay_run[0]), "--opponent", f"{tmp_path}/engine.py:{name}"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"engine.py:{name} {message}" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 def test_population_selfplay_trains_members_apart():
     config = api.resolve_config("ippo", None, {"env": "jaxrl:connect4", "selfplay": "population",
                                                "population_size": 3, "num_envs": 24, "num_steps": 8,
@@ -298,8 +322,8 @@ def test_smax_both_teams_env_is_zero_sum_and_rates_against_the_heuristic_enemy(t
                                                "num_steps": 16, "hidden_sizes": [32], "total_timesteps": 8 * 16})
     result = api.train(config, out=str(tmp_path / "smax"), progress=False, eval_episodes=4)
     heuristic = result.summary["eval"]["vs"]["heuristic"]
-    assert list(heuristic) == ["side_0"] and heuristic["side_0"]["games"] == 100
-    assert sum(heuristic["side_0"][k] for k in ("wins", "draws", "losses")) == 100
+    assert list(heuristic) == ["side_0"] and heuristic["side_0"]["games"] == 4  # eval_episodes games per seat
+    assert sum(heuristic["side_0"][k] for k in ("wins", "draws", "losses")) == 4
     # `jaxrl eval` plays the built-in enemy too, by default or by name; it cannot print its games
     assert set(api.evaluate(result.run_dir, episodes=1)["vs"]) == {"random", "heuristic"}
     assert list(api.evaluate(result.run_dir, episodes=1, opponent="heuristic")["vs"]) == ["heuristic"]

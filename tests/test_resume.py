@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxrl import checkpoint
+from jaxrl import checkpoint, cli, records
 
 # 600 updates of 512 env steps in chunks of 2, a checkpoint every 50 updates: long enough (~2 s of
 # training) to stop it part-way, short enough for CI.
@@ -43,6 +43,15 @@ def start_and_stop(run_dir: Path, sig: int) -> subprocess.Popen:
     proc.send_signal(sig)
     proc.wait(timeout=120)
     return proc
+
+
+def read_until(proc: subprocess.Popen, text: str, timeout: float = 300) -> str:
+    """stderr of `proc` (started with text=True, stderr=PIPE) up to and including `text`."""
+    seen, deadline = "", time.monotonic() + timeout
+    while text not in seen:
+        assert proc.poll() is None and time.monotonic() < deadline, seen + proc.stderr.read()
+        seen += os.read(proc.stderr.fileno(), 4096).decode()
+    return seen
 
 
 def final_run_item(run_dir: Path):
@@ -108,7 +117,7 @@ def test_killed_at_three_random_points_and_resumed_is_bitwise_the_uninterrupted_
     assert meta["status"] == "finished" and len(meta["resumes"]) == 3
 
 
-def test_sigterm_checkpoints_marks_preempted_and_resumes_exactly(uninterrupted, tmp_path):
+def test_sigterm_checkpoints_marks_preempted_and_resumes_exactly(uninterrupted, tmp_path, capsys):
     run = tmp_path / "preempted"
     proc = start_and_stop(run, signal.SIGTERM)
     stderr = proc.stderr.read()
@@ -120,12 +129,19 @@ def test_sigterm_checkpoints_marks_preempted_and_resumes_exactly(uninterrupted, 
     assert stopped_at < 600 and stopped_at % 2 == 0  # at a chunk boundary, not only at a multiple of 50
     rows = list(csv.DictReader(open(run / "metrics.csv")))
     assert int(rows[-1]["update"]) == stopped_at  # metrics up to the checkpoint are on disk
-    result = jaxrl("resume", str(run), "--no-progress", "--eval-episodes", "0")
-    assert result.returncode == 0, result.stderr
+    resume = subprocess.Popen([sys.executable, "-m", "jaxrl.cli", "resume", str(run), "--no-progress",
+                               "--eval-episodes", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    read_until(resume, "compiling")
+    # A second resume of the directory meanwhile is refused, naming the process that holds it.
+    assert cli.main(["resume", str(run), "--no-progress", "--eval-episodes", "0"]) == 2
+    refused = capsys.readouterr().err
+    assert f"is in use by another jaxrl process (pid {resume.pid} on" in refused and len(refused.splitlines()) == 1
+    _, stderr = resume.communicate(timeout=600)
+    assert resume.returncode == 0, stderr
     assert_same_run(uninterrupted, run)
 
 
-def test_resume_refuses_bad_input_and_overwrites_nothing(uninterrupted, tmp_path):
+def test_resume_refuses_bad_input_and_overwrites_nothing(uninterrupted, tmp_path, capsys):
     result = jaxrl("resume", str(uninterrupted))
     assert result.returncode == 2 and "has finished; nothing to resume" in result.stderr
     result = jaxrl("resume", str(tmp_path))
@@ -150,6 +166,13 @@ def test_resume_refuses_bad_input_and_overwrites_nothing(uninterrupted, tmp_path
     result = jaxrl("resume", str(run), "--no-progress", "--eval-episodes", "0")
     assert result.returncode == 2 and f"checkpoint {str(latest)!r} could not be read" in result.stderr
     assert (run / "metadata.json").is_file() and json.loads((run / "metadata.json").read_text())["status"] != "finished"
+    # A garbled metadata.json is named; the failed resume leaves the directory unlocked.
+    (run / "metadata.json").write_text('{"status": "runn')
+    assert cli.main(["resume", str(run)]) == 2
+    assert capsys.readouterr().err == f"jaxrl resume: error: {str(run / 'metadata.json')!r} is damaged (not valid " \
+                                      f"JSON: Unterminated string starting at: line 1 column 12 (char 11)); " \
+                                      f"restore it from a copy\n"
+    records.RunLock(run).release()
 
 
 # `jaxrl` with SIGXFSZ ignored: a write past the file-size limit then fails with EFBIG, as on a full disk.
@@ -169,7 +192,8 @@ def test_a_full_disk_is_a_clear_error_keeping_earlier_checkpoints_and_metrics(un
     resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (40_000, 40_000))
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 2, stderr[-2000:]
-    assert len(stderr.strip().splitlines()) == 1 and "could not write checkpoint" in stderr
+    assert [line for line in stderr.splitlines() if line.startswith("jaxrl")] == [stderr.strip().splitlines()[-1]]
+    assert "could not write checkpoint" in stderr
     assert "File too large" in stderr and "earlier checkpoints are intact" in stderr
     meta = json.loads((run / "metadata.json").read_text())
     assert meta["status"] == "failed" and "could not write checkpoint" in meta["error"]
@@ -182,6 +206,38 @@ def test_a_full_disk_is_a_clear_error_keeping_earlier_checkpoints_and_metrics(un
     result = jaxrl("resume", str(run), "--no-progress", "--eval-episodes", "0")  # disk space is back
     assert result.returncode == 0, result.stderr
     assert_same_run(uninterrupted, run)
+
+
+def test_when_the_status_cannot_be_written_either_the_first_failure_is_named_and_resume_recovers(tmp_path, capsys):
+    run = tmp_path / "full"
+    args = ["--set", "total_timesteps=51200", "--set", "updates_per_chunk=2", "--checkpoint-every", "10",
+            "--no-progress", "--eval-episodes", "0"]  # 100 updates
+    proc = subprocess.Popen([sys.executable, "-c", JAXRL_NO_SIGXFSZ, "train", "--out", str(run), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not complete_steps(run):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.002)
+    # A full disk: no file can grow past 500 bytes, metadata.json (~1 kB) included.
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (500, 500))
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr[-2000:]
+    error = stderr.strip().splitlines()[-1]
+    first, _, note = error.partition("; the run's status (failed) could not be recorded either: ")
+    assert first.startswith("jaxrl train: error: could not write ") and "metadata.json" not in first, error
+    assert "metadata.json" in note and "File too large" in note
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "running" and meta["pid"] == proc.pid and records.process_gone(meta)
+    (run / ".metrics.csv.tmp").write_text("seed,upd")  # as a kill -9 during a write leaves it
+    assert cli.main(["eval", str(run), "--episodes", "1"]) == 0  # the checkpoint restores; the record is stale
+    assert f"run status: running, but its process (pid {proc.pid}) is gone; the run has not finished" \
+        in capsys.readouterr().out
+    assert cli.main(["resume", str(run), "--no-progress", "--eval-episodes", "0"]) == 0
+    assert f"was still marked running, but its process (pid {proc.pid} on" in capsys.readouterr().err
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "finished" and meta["resumes"][0]["previous_status"] == "running"
+    assert [int(r["update"]) for r in csv.DictReader(open(run / "metrics.csv"))] == list(range(1, 101))
+    assert not list(run.glob(".*.tmp"))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")

@@ -29,7 +29,7 @@ from flax import struct
 
 from jaxrl import distributions, envs, loop, selfplay
 from jaxrl.algos.ppo import make_optimizer
-from jaxrl.config import ConfigError, dynamic, hparams, run, static, validate_fields
+from jaxrl.config import ConfigError, check_run_fields, dynamic, hparams, run, static, validate_fields
 from jaxrl.losses import gae, normalize, ppo_policy_loss, value_loss
 from jaxrl.losses import mean as weighted_mean
 from jaxrl.evaluate import RecurrentPolicy
@@ -46,10 +46,11 @@ class Config:
     update_epochs: int = static(4, "passes over each rollout", low=1)
     num_minibatches: int = static(4, "minibatches per epoch; must divide (num_envs/policies)*num_agents*num_steps",
                                   low=1)
-    hidden_sizes: tuple = static((64, 64), "hidden layer widths of actor and critic", low=1)
+    hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of actor and critic", low=1)
     activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
-    conv_channels: tuple = static((), "channels of VALID stride-1 convolutions applied first to each agent's image "
-                                      "observation [H, W, C] (empty: none; feed-forward only)", low=1)
+    conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to each "
+                                                "agent's image observation [H, W, C] (empty: none; feed-forward "
+                                                "only)", low=1)
     conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
     recurrent: bool = static(False, "GRU actor and critic (embedding, GRU, then the remaining hidden layers); "
                                     "hidden states reset at episode starts; selfplay=off")
@@ -64,9 +65,9 @@ class Config:
     population_size: int = static(1, "policies trained together (selfplay=population)", low=1)
     pool_size: int = static(16, "past policies kept on device (pool/pfsp opponents; rated after training)", low=1)
     snapshot_every: int = static(0, "updates between pool snapshots (0: pool_size snapshots over the run)", low=0)
-    scripted_opponents: tuple = static((), "the game's scripted players (e.g. heuristic) that join the league "
-                                            "(pool/pfsp/population) as fixed opponents, drawn like its other members "
-                                            "unless scripted_share is set")
+    scripted_opponents: tuple[str, ...] = static((), "the game's scripted players (e.g. heuristic) that join the "
+                                                      "league (pool/pfsp/population) as fixed opponents, drawn like "
+                                                      "its other members unless scripted_share is set")
     opponent_groups: int = static(4, "env groups per policy, each facing its own opponent per update", low=1)
     updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)",
                                     low=0)
@@ -78,7 +79,7 @@ class Config:
     clip_eps: float = dynamic(0.2, "PPO ratio clipping epsilon", low=0.0, low_open=True)
     ent_coef: float = dynamic(0.01, "entropy bonus coefficient", low=0.0)
     vf_coef: float = dynamic(0.5, "value loss coefficient", low=0.0)
-    max_grad_norm: float = dynamic(0.5, "global gradient-norm clip", low=0.0, low_open=True)
+    max_grad_norm: float = dynamic(0.5, "global gradient-norm clip (0: no clipping)", low=0.0)
     pfsp_power: float = dynamic(2.0, "pfsp: opponent weight (1 - learner's score against it in its weaker side)^p",
                                  low=0.0)
     scripted_share: float = dynamic(0.0, "share of opponent draws reserved for scripted_opponents (0: drawn "
@@ -119,6 +120,7 @@ class Config:
         if self.total_timesteps < self.num_envs * self.num_steps:
             raise ConfigError(f"total_timesteps={self.total_timesteps} is smaller than one update "
                               f"(num_envs*num_steps={self.num_envs * self.num_steps})")
+        check_run_fields(self)
 
     @property
     def policies(self) -> int:
@@ -531,9 +533,10 @@ def make_actor(config: Config, env: envs.Environment, env_params, stochastic: bo
     return act
 
 
-def make_policy(config: Config, env: envs.Environment, env_params):
-    """`act(policy_state, view) -> action`: the deterministic policy of the first trained policy
-    (a `RecurrentPolicy` carrying GRU hidden states when `config.recurrent`)."""
+def make_policy(config: Config, env: envs.Environment, env_params, stochastic: bool = False):
+    """`act(policy_state, view, key=None) -> action`: the first trained policy's deterministic action,
+    or a sample drawn with `key` when `stochastic` (with `config.recurrent`: a deterministic
+    `RecurrentPolicy` carrying GRU hidden states)."""
     if config.recurrent:
         network, discrete = make_network(config, env, env_params)
         actor_input, _ = view_inputs(config, env, env_params)
@@ -546,15 +549,17 @@ def make_policy(config: Config, env: envs.Environment, env_params):
 
         return RecurrentPolicy(act_recurrent,
                                lambda n: (jnp.zeros((n, env.num_agents, config.gru_size)),) * 2)
-    act = make_actor(config, env, env_params)
-    return lambda pstate, view: act(jax.tree.map(lambda x: x[0], pstate["params"]), view)
+    act = make_actor(config, env, env_params, stochastic)
+    return lambda pstate, view, key=None: act(jax.tree.map(lambda x: x[0], pstate["params"]), view, key)
 
 
-def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0, opponents: dict | None = None) -> dict | None:
-    """Self-play runs: win/draw/loss of the first policy of every seed in each seat against
-    `opponents` (name -> arena player, or None for an opponent built into another env, played from
-    side 0: SMAX's heuristic enemy; default: the game's scripted and built-in opponents), at least
-    100 games per seat. None for the other runs (the default return evaluation applies)."""
+def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0, opponents: dict | None = None,
+             opening: int = 0) -> dict | None:
+    """Self-play runs: win/draw/loss of the first policy of every seed, `episodes` games in each seat
+    per seed against each of `opponents` (name -> arena player, or None for an opponent built into
+    another env, played from side 0: SMAX's heuristic enemy; default: the game's scripted and built-in
+    opponents); the first `opening` moves of each game random (`arena.play`). None for the other runs
+    (the default return evaluation applies)."""
     if config.selfplay == "off":
         return None
     from jaxrl import arena
@@ -566,16 +571,15 @@ def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0, opponen
         opponents = arena.scripted_players(env) | dict.fromkeys(fixed)
     seeds = jax.tree.leaves(policy["params"])[0].shape[0]
     params = [jax.tree.map(lambda x: x[s, 0], policy["params"]) for s in range(seeds)]
-    games = max(episodes, 100)
     vs = {}
     for name, opponent in opponents.items():
         if opponent is None:
             fixed_env = fixed[name]()
             vs[name] = arena.fixed_match(fixed_env, make_actor(config, fixed_env, fixed_env.default_params), params,
-                                         games, seed)
+                                         episodes, seed)
         else:
-            vs[name] = arena.match(env, act, params, opponent, games, seed)
-    return {"games_per_side": games * seeds, "vs": vs}
+            vs[name] = arena.match(env, act, params, opponent, episodes, seed, opening)
+    return {"games_per_side": episodes * seeds, "random_opening_moves": opening, "vs": vs}
 
 
 def report(config: Config, policy: dict, run_dir, steps_per_update: int) -> dict:

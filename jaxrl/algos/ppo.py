@@ -18,7 +18,7 @@ import optax
 from flax import struct
 
 from jaxrl import distributions, envs, loop
-from jaxrl.config import ConfigError, dynamic, hparams, run, static, validate_fields
+from jaxrl.config import ConfigError, check_run_fields, dynamic, hparams, run, static, validate_fields
 from jaxrl.losses import gae, ppo_policy_loss, value_loss
 from jaxrl.networks import ACTIVATIONS, ActorCritic, check_conv
 from jaxrl.rollout import collect_rollout, episode_metrics
@@ -32,10 +32,10 @@ class Config:
     num_steps: int = static(64, "rollout length per environment and update", low=1)
     update_epochs: int = static(4, "passes over each rollout", low=1)
     num_minibatches: int = static(4, "minibatches per epoch; must divide num_envs*num_steps", low=1)
-    hidden_sizes: tuple = static((64, 64), "hidden layer widths of actor and critic", low=1)
+    hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of actor and critic", low=1)
     activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
-    conv_channels: tuple = static((), "channels of VALID stride-1 convolutions applied first to image observations "
-                                      "[H, W, C] (empty: none)", low=1)
+    conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to image "
+                                                "observations [H, W, C] (empty: none)", low=1)
     conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
     clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps)")
@@ -50,7 +50,7 @@ class Config:
     clip_eps: float = dynamic(0.2, "PPO ratio clipping epsilon", low=0.0, low_open=True)
     ent_coef: float = dynamic(0.01, "entropy bonus coefficient", low=0.0)
     vf_coef: float = dynamic(0.5, "value loss coefficient", low=0.0)
-    max_grad_norm: float = dynamic(0.5, "global gradient-norm clip", low=0.0, low_open=True)
+    max_grad_norm: float = dynamic(0.5, "global gradient-norm clip (0: no clipping)", low=0.0)
     # run: host-side only
     total_timesteps: int = run(250_000, "env steps per seed", low=1)
     seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
@@ -69,6 +69,7 @@ class Config:
                 f"total_timesteps={self.total_timesteps} is smaller than one update "
                 f"(num_envs*num_steps={batch})"
             )
+        check_run_fields(self)
 
     @property
     def batch_size(self) -> int:
@@ -107,7 +108,9 @@ class RunnerState:
 
 def make_optimizer(hp: dict, lr) -> optax.GradientTransformation:
     # Rebuilt inside the program from traced numbers; its state structure does not depend on them.
-    return optax.chain(optax.clip_by_global_norm(hp["max_grad_norm"]), optax.scale_by_adam(eps=1e-5), optax.scale(-lr))
+    # max_grad_norm=0 turns clipping off; the infinite bound lives only here, not in the (checked-finite) state.
+    max_norm = jnp.where(hp["max_grad_norm"] > 0, hp["max_grad_norm"], jnp.inf)
+    return optax.chain(optax.clip_by_global_norm(max_norm), optax.scale_by_adam(eps=1e-5), optax.scale(-lr))
 
 
 def make_network(config: Config, env: envs.Environment, env_params) -> tuple[ActorCritic, bool]:
@@ -226,16 +229,19 @@ def policy_state(state: RunnerState) -> dict:
     return out
 
 
-def make_policy(config: Config, env: envs.Environment, env_params):
-    """`act(policy_state, obs) -> action`: deterministic (mode) action; obs [*obs_shape] or batched."""
+def make_policy(config: Config, env: envs.Environment, env_params, stochastic: bool = False):
+    """`act(policy_state, obs, key=None) -> action`: the deterministic (mode) action, or a sample drawn
+    with `key` when `stochastic`; obs [*obs_shape] or batched."""
     from jaxrl.normalize import RunningStats, normalize
 
     network, discrete = make_network(config, env, env_params)
 
-    def act(pstate, obs):
+    def act(pstate, obs, key=None):
         if "obs_stats" in pstate:
             obs = normalize(RunningStats(**pstate["obs_stats"]), obs)
         dist, _ = network.apply(pstate["params"], obs)
+        if stochastic:
+            return distributions.sample_log_prob(key, dist, discrete)[0]
         return distributions.mode(dist, discrete)
 
     return act
