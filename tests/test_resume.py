@@ -180,17 +180,24 @@ JAXRL_NO_SIGXFSZ = ("import signal, sys; signal.signal(signal.SIGXFSZ, signal.SI
                     "from jaxrl.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
-def test_a_full_disk_is_a_clear_error_keeping_earlier_checkpoints_and_metrics(uninterrupted, tmp_path):
-    run = tmp_path / "full"
-    proc = subprocess.Popen([sys.executable, "-c", JAXRL_NO_SIGXFSZ, "train", "--out", str(run), *ARGS],
+def train_until_the_disk_fills(run, args, max_file_bytes):
+    """`jaxrl train` in a subprocess whose files cannot grow past `max_file_bytes` once its first
+    checkpoint is complete; returns the ended process and its stderr."""
+    proc = subprocess.Popen([sys.executable, "-c", JAXRL_NO_SIGXFSZ, "train", "--out", str(run), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not complete_steps(run):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.002)
-    # From now on no file may grow past 40 kB: metrics.csv still fits (~170 B per update), a checkpoint does not.
-    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (40_000, 40_000))
-    _, stderr = proc.communicate(timeout=120)
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+    return proc, proc.communicate(timeout=120)[1]
+
+
+def test_a_full_disk_is_a_clear_error_keeping_earlier_checkpoints_and_metrics(uninterrupted, tmp_path):
+    run = tmp_path / "full"
+    # After the first checkpoint no file may grow past 40 kB: metrics.csv still fits (~170 B per update), a
+    # checkpoint does not.
+    proc, stderr = train_until_the_disk_fills(run, ARGS, 40_000)
     assert proc.returncode == 2, stderr[-2000:]
     assert [line for line in stderr.splitlines() if line.startswith("jaxrl")] == [stderr.strip().splitlines()[-1]]
     assert "could not write checkpoint" in stderr
@@ -212,15 +219,8 @@ def test_when_the_status_cannot_be_written_either_the_first_failure_is_named_and
     run = tmp_path / "full"
     args = ["--set", "total_timesteps=51200", "--set", "updates_per_chunk=2", "--checkpoint-every", "10",
             "--no-progress", "--eval-episodes", "0"]  # 100 updates
-    proc = subprocess.Popen([sys.executable, "-c", JAXRL_NO_SIGXFSZ, "train", "--out", str(run), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while not complete_steps(run):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.002)
     # A full disk: no file can grow past 500 bytes, metadata.json (~1 kB) included.
-    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (500, 500))
-    _, stderr = proc.communicate(timeout=120)
+    proc, stderr = train_until_the_disk_fills(run, args, 500)
     assert proc.returncode == 2, stderr[-2000:]
     error = stderr.strip().splitlines()[-1]
     first, _, note = error.partition("; the run's status (failed) could not be recorded either: ")

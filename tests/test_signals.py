@@ -28,7 +28,8 @@ def read_until(proc: subprocess.Popen, text: str, timeout: float = 120) -> str:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("sig, times", [(signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGINT, 2)],
+@pytest.mark.parametrize("sig, times", [(signal.SIGTERM, 1), pytest.param(signal.SIGTERM, 2, marks=pytest.mark.slow),
+                                        (signal.SIGINT, 2)],
                          ids=["SIGTERM", "SIGTERM-twice", "SIGINT-twice"])
 def test_a_signal_while_compiling_stops_at_once(tmp_path, sig, times):
     run = tmp_path / "run"
