@@ -147,7 +147,7 @@ def _add_import_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _import_modules(args) -> None:
-    """Before anything resolves an env id: the modules named by --import register their envs."""
+    """The modules named by --import register their envs."""
     from jaxrl.envs.registry import import_modules
 
     import_modules(args.imports, "--import")
@@ -180,7 +180,6 @@ def cmd_selfplay(args) -> int:
     from jaxrl import api
     from jaxrl.config import ConfigError, parse_overrides
 
-    _import_modules(args)
     args.algo = args.algo or _config_file_algo(args.config) or "ippo"
     if args.algo not in ("ippo", "mappo"):
         raise ConfigError(f"self-play trains ippo or mappo, not {args.algo}")
@@ -200,7 +199,6 @@ def cmd_train(args) -> int:
     from jaxrl import api
     from jaxrl.config import ConfigError, parse_overrides
 
-    _import_modules(args)
     overrides = parse_overrides(args.sets)
     shortcuts = {"env": args.env, "num_seeds": args.seeds, "seed": args.seed,
                  "total_timesteps": args.total_timesteps}
@@ -227,7 +225,6 @@ def cmd_resume(args) -> int:
     from jaxrl import api, sweep
     from jaxrl.config import ConfigError, parse_overrides
 
-    _import_modules(args)
     if args.eval_episodes is not None and args.eval_episodes < 0:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     eval_episodes = args.eval_episodes
@@ -312,7 +309,6 @@ def _prepare_runtime(use_cache: bool = True) -> None:
 def cmd_eval(args) -> int:
     from jaxrl import api
 
-    _import_modules(args)
     _prepare_runtime()
     r = api.evaluate(args.run_dir, args.episodes, args.seed, args.checkpoint, args.opponent, args.show,
                      args.random_opening)
@@ -338,7 +334,6 @@ def cmd_eval(args) -> int:
 def cmd_sweep(args) -> int:
     from jaxrl import sweep
 
-    _import_modules(args)
     if args.top < 1:
         raise JaxrlError(f"--top={args.top}: must be >= 1")
     spec = sweep.load_spec(args.spec)
@@ -368,7 +363,6 @@ def cmd_pbt(args) -> int:
     from jaxrl import pbt
     from jaxrl.devices import is_main
 
-    _import_modules(args)
     spec = pbt.load_spec(args.spec)
     _prepare_runtime(use_cache=not args.no_compile_cache)
     result = pbt.run_pbt(spec, out=args.out, progress=_progress(args), devices=args.devices)
@@ -445,6 +439,8 @@ def main(argv: list[str] | None = None) -> int:
             from jaxrl import devices
 
             devices.initialize(args.coordinator, args.num_processes, args.process_id)
+        if hasattr(args, "imports"):  # before anything resolves an env id
+            _import_modules(args)
         return COMMANDS[args.command](args)
     except Preempted as err:
         print(f"jaxrl {args.command}: {_one_line(err)}", file=sys.stderr)
