@@ -18,28 +18,10 @@ from typing import Any
 import numpy as np
 
 from jaxrl import algos, checkpoint, records
+from jaxrl.algos import resolve_config
 from jaxrl.config import check_keys, hparams, load_yaml, to_dict
+from jaxrl.progress import Progress
 from jaxrl.errors import JaxrlError
-
-
-def resolve_config(algo: str = "ppo", config_file: str | None = None, overrides: dict[str, Any] | None = None):
-    """Defaults <- preset of the env <- config file <- overrides; validated, before any compilation."""
-    module = algos.get(algo)
-    values: dict[str, Any] = {}
-    if config_file:
-        values = load_yaml(config_file)
-        file_algo = values.pop("algo", algo)
-        if file_algo != algo:
-            raise JaxrlError(f"config file {config_file!r} is for algo {file_algo!r}, not {algo!r}")
-        check_keys(module.Config, values, f"config file {config_file!r}")
-    overrides = dict(overrides or {})
-    check_keys(module.Config, overrides, "overrides")
-    env_id = overrides.get("env", values.get("env", module.Config.env))
-    preset = {}
-    for prefix, settings in module.PRESETS.items():  # under the file and overrides, which always win
-        if isinstance(env_id, str) and env_id.startswith(prefix):
-            preset.update(settings)
-    return module.Config(**{**preset, **values, **overrides})
 
 
 def config_algo(config) -> str:
@@ -55,75 +37,6 @@ class TrainResult:
     summary: dict
     state: Any  # final runner state, batched over seeds
     metrics: dict[str, np.ndarray]  # name -> [num_seeds, num_updates]
-
-
-class Progress:
-    """Progress between compiled chunks, on the main process only: a live bar over env steps where
-    stderr is a terminal; elsewhere (a log file) or with `progress="lines"` (--no-progress), a plain
-    line at every tenth of the run, so logs get no bar redraws. `progress=False` shows nothing."""
-
-    def __init__(self, total_steps: int, progress: bool | str, desc: str = "train"):
-        from jaxrl.devices import is_main
-
-        self.enabled = bool(progress) and is_main()
-        self.lines = progress == "lines" or not sys.stderr.isatty()
-        self.bar = None
-        self.total = total_steps
-        self.desc = desc
-        self.started = None  # lines: when the first chunk began
-        self.tenth = -1  # lines: the last tenth of the run reported
-
-    def compiling(self, what: str) -> None:
-        if self.enabled:
-            print(f"compiling {what} ...", file=sys.stderr, end=" ", flush=True)
-
-    def compiled(self, seconds: float) -> None:
-        if self.enabled:
-            print(f"{seconds:.1f} s", file=sys.stderr, flush=True)
-            self.open()
-
-    def open(self) -> None:
-        if not self.enabled or self.started is not None:
-            return
-        self.started = time.perf_counter()
-        if not self.lines:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, unit="step", unit_scale=True, dynamic_ncols=True, file=sys.stderr,
-                            desc=self.desc, bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                                       "[{elapsed}<{remaining}{postfix}]")
-
-    def message(self, text: str) -> None:
-        """A line of text that does not break the bar."""
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        elif self.enabled:
-            print(text, file=sys.stderr, flush=True)
-
-    def update(self, env_steps: int, postfix: str) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(postfix, refresh=False)
-            self.bar.update(env_steps - self.bar.n)
-        elif self.enabled and self.lines and 10 * env_steps // self.total > self.tenth:
-            self.open()
-            self.tenth = 10 * env_steps // self.total
-            print(f"{self.desc} {100 * env_steps / self.total:3.0f}% {env_steps:,}/{self.total:,} steps, {postfix}, "
-                  f"{time.perf_counter() - self.started:.0f} s", file=sys.stderr, flush=True)
-
-    def chunk(self, env_steps: int, steps_per_s: float, ret: float) -> None:
-        self.update(env_steps, f"{steps_per_s / 1e3:,.0f}k steps/s, "
-                               + ("no episode finished" if math.isnan(ret) else f"return {ret:.1f}"))
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def metric_rows(report, num_seeds: int, first_seed: int, steps_per_update: int, steps_per_s: float) -> list[dict]:

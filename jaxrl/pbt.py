@@ -166,7 +166,7 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
 
     from jaxrl import devices as devices_
     from jaxrl import loop
-    from jaxrl.api import Progress
+    from jaxrl.progress import Progress
 
     if isinstance(spec, (str, Path)):
         spec = load_spec(spec)

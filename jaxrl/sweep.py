@@ -213,7 +213,7 @@ def _points_from_budget(data, module, base, space, seeds, where) -> int:
     budget = _positive_int(data, "budget", 1, where)
     if "total_timesteps" in space:
         raise ConfigError(f"{where}: a budget needs a fixed total_timesteps, but it is swept")
-    from jaxrl.api import resolve_config
+    from jaxrl.algos import resolve_config
 
     steps = resolve_config(data.get("algo", "ppo"), overrides=base).total_timesteps
     per_point = seeds * steps
@@ -242,7 +242,7 @@ def sample_points(spec: SweepSpec) -> list[dict]:
 
 def point_config(spec: SweepSpec, index: int, point: dict):
     """The validated config of one point (its seeds are `spec.seed + s`)."""
-    from jaxrl.api import resolve_config
+    from jaxrl.algos import resolve_config
 
     try:
         return resolve_config(spec.algo, overrides={**spec.base, **point, "seed": spec.seed, "num_seeds": spec.seeds})
@@ -388,7 +388,7 @@ def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progres
 
     from jaxrl import devices as devices_
     from jaxrl import loop
-    from jaxrl.api import Progress
+    from jaxrl.progress import Progress
 
     resumed_groups = sorted({r["group"] for r in runs})
     todo = [g for g in range(len(groups)) if g not in resumed_groups]
