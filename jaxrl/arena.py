@@ -261,7 +261,7 @@ def fixed_match(env, act, params_list: list, games: int, seed: int = 0) -> dict:
     """Side 0 of `env`, an env whose other side is built in (SMAX's heuristic enemy, from the
     game's `fixed_opponents`): each policy plays `games` games deterministically. The env's
     rewards are zero-sum, so the sign of side 0's return is the outcome; {"side_0": results}."""
-    from jaxrl.evaluate import evaluate_policy
+    from jaxrl.rollout import evaluate_policy
 
     run = jax.jit(lambda p, key: evaluate_policy(env, env.default_params, act, p, key, games))
     outcome = []

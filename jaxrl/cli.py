@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "of the top fraction and perturbs its hyperparameters, all on the device.")
     pbt.add_argument("spec", help="PBT spec (YAML)")
     _add_batch_args(pbt, "sweeps/pbt-<name>-<time>")
+    _add_checkpoint_arg(pbt)
 
     envs_cmd = sub.add_parser("envs", help="list environment ids",
                               description="List the environment ids that work here, one a line on stdout; the "
@@ -120,14 +121,19 @@ def _add_train_args(parser: argparse.ArgumentParser, algo_help: str, env_help: s
     parser.add_argument("--total-timesteps", type=float, help="env steps per seed (e.g. 1e6)")
     parser.add_argument("--out", help="run directory to create (default runs/<algo>-<env>-<time>)")
     parser.add_argument("--eval-episodes", type=int, help=eval_help)
-    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
-                       help="updates between checkpoints of the whole run state (default 0: about 10 per run)")
+    _add_checkpoint_arg(parser)
     parser.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="latest checkpoints kept")
     _add_progress_arg(parser)
     parser.add_argument("--no-compile-cache", action="store_true",
                        help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
     _add_import_arg(parser)
     _add_device_args(parser)
+
+
+def _add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint-every", default="5m", metavar="EVERY",
+                        help="how often the whole state is checkpointed: N updates, or wall time such as 30s, "
+                             "5m, 1h (default 5m; always at the end and when stopped)")
 
 
 def _add_batch_args(parser: argparse.ArgumentParser, default_out: str) -> None:
@@ -196,7 +202,7 @@ def cmd_selfplay(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from jaxrl import api
+    from jaxrl import api, evaluate
     from jaxrl.config import ConfigError, parse_overrides
 
     overrides = parse_overrides(args.sets)
@@ -212,7 +218,7 @@ def cmd_train(args) -> int:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     algo = args.algo or _config_file_algo(args.config) or DEFAULT_ALGO
     config = api.resolve_config(algo, args.config, overrides)
-    eval_episodes = api.default_eval_episodes(config) if args.eval_episodes is None else args.eval_episodes
+    eval_episodes = evaluate.default_eval_episodes(config) if args.eval_episodes is None else args.eval_episodes
     _prepare_runtime(use_cache=not args.no_compile_cache)
     result = api.train(config, out=args.out, progress=_progress(args), eval_episodes=eval_episodes,
                        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
@@ -222,20 +228,22 @@ def cmd_train(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from jaxrl import api, sweep
+    from jaxrl import api, evaluate, pbt, session, sweep
     from jaxrl.config import ConfigError, parse_overrides
 
     if args.eval_episodes is not None and args.eval_episodes < 0:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     eval_episodes = args.eval_episodes
-    if eval_episodes is None and not sweep.is_sweep_dir(args.run_dir):  # a sweep evaluates nothing
-        eval_episodes = api.default_eval_episodes(api.load_run_config(args.run_dir))
+    if eval_episodes is None and not (sweep.is_sweep_dir(args.run_dir) or pbt.is_pbt_dir(args.run_dir)):
+        eval_episodes = evaluate.default_eval_episodes(session.load_run_config(args.run_dir))
     overrides = parse_overrides(args.sets)
     _prepare_runtime()
     result = api.resume(args.run_dir, args.from_checkpoint, overrides, progress=_progress(args),
                         eval_episodes=eval_episodes, devices=args.devices)
     if isinstance(result, sweep.SweepResult):  # a sweep directory was resumed
         print_sweep_summary(result)
+    elif isinstance(result, pbt.PBTResult):
+        print(pbt.format_result(result))
     else:
         print_summary(result)
     return 0
@@ -365,7 +373,8 @@ def cmd_pbt(args) -> int:
 
     spec = pbt.load_spec(args.spec)
     _prepare_runtime(use_cache=not args.no_compile_cache)
-    result = pbt.run_pbt(spec, out=args.out, progress=_progress(args), devices=args.devices)
+    result = pbt.run_pbt(spec, out=args.out, progress=_progress(args), devices=args.devices,
+                         checkpoint_every=args.checkpoint_every)
     if is_main():
         print(pbt.format_result(result))
         print(f"pbt directory: {result.out_dir}")
@@ -393,12 +402,12 @@ def cmd_algos(args) -> int:
     from jaxrl.config import describe
 
     if args.name:
-        module = algos.get(args.name)
-        print(f"{args.name}: {algos.ALGOS[args.name][1]}\n  {'field':<20} {'kind':<8} {'default':<22} doc")
-        print(describe(module.Config))
+        algorithm = algos.get(args.name)
+        print(f"{args.name}: {algorithm.description}\n  {'field':<20} {'kind':<8} {'default':<22} doc")
+        print(describe(algorithm.Config))
     else:
-        for name, (_, doc) in algos.ALGOS.items():
-            print(f"{name:<8} {doc}")
+        for name in algos.ALGOS:
+            print(f"{name:<8} {algos.get(name).description}")
     return 0
 
 

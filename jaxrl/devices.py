@@ -28,6 +28,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxrl.errors import JaxrlError
 
+NO_ENV_AXIS = -1  # a state leaf that is not per environment (Program.env_axes)
+
 AXIS = "devices"
 
 # Environment variables read when the flags are not given (flags win).
@@ -110,16 +112,16 @@ class Layout:
         """Sharding of arrays with a leading run axis that are not per-env (keys, hparams, flags)."""
         return self._sharding(P(AXIS) if self.mode == "runs" else P())
 
-    def state(self, state_shape, per_env: Callable[[Any], Any] | None):
-        """Shardings of the batched runner state; `per_env(one_run_state)` marks leaves with an env axis."""
+    def state(self, state_shape, env_axes: Callable[[Any], Any] | None):
+        """Shardings of the batched runner state; `env_axes(one_run_state)` gives each leaf's env axis
+        (`NO_ENV_AXIS`: none), which the "envs" layout splits over the devices."""
         if self.mesh is None:
             return None
         if self.mode == "runs":
             return jax.tree.map(lambda _: self.per_run, state_shape)
         one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state_shape)
-        flags = per_env(one)
-        return jax.tree.map(lambda _, env_axis: self._sharding(P(None, AXIS) if env_axis else P()), state_shape,
-                            flags)
+        return jax.tree.map(lambda _, axis: self._sharding(P() if axis == NO_ENV_AXIS else P(*[None] * (axis + 1), AXIS)),
+                            state_shape, env_axes(one))
 
     def put(self, tree, shardings=None):
         """Host values (the same on every process) onto the devices with `shardings` (default per_run)."""

@@ -1,10 +1,10 @@
 """The training loop shared by every algorithm: compiled chunks of updates.
 
-An algorithm provides a `Program`: `init(key, hparams) -> state` and
-`update(state) -> (state, metrics)`, both pure. This module turns it into
-- `train(key)`: the whole run as one program (scan over all updates), and
+An algorithm provides a `Program` (jaxrl.algos.base): `init(key, hparams) -> state` and
+`update(state) -> (state, metrics)`, both pure (`base.make_train` makes the whole run one
+function). This module turns it into
 - `run(...)`: the host loop that calls one compiled chunk of K updates
-  repeatedly (same shapes each call, so one compilation), vmapped over seeds,
+  repeatedly (same shapes each call, so one compilation), batched over runs,
   handing metrics to a callback between chunks (progress, records, checkpoints).
 """
 
@@ -19,69 +19,53 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.algos.base import Program
 from jaxrl.devices import SINGLE, Layout
 
 
-@dataclass(frozen=True)
-class Program:
-    init: Callable[[jax.Array, dict], Any]  # (key, hparams) -> state
-    update: Callable[[Any], tuple[Any, dict]]  # state -> (state, metrics of scalars)
-    num_updates: int  # updates in the whole run
-    steps_per_update: int  # env steps per update (all envs)
-    updates_per_chunk: int  # K: updates per compiled chunk
-    # Data parallelism (jaxrl.devices): which leaves of one run's state have a leading env axis
-    # (state -> pytree of bools), and the device counts that axis splits over (any divisor of it; 0: none).
-    per_env: Callable[[Any], Any] | None = None
-    env_shards: int = 0
-
-
-def make_train(program: Program, hparams: dict) -> Callable:
-    """`train(key) -> (state, metrics [num_updates])`: the whole run, vmappable over keys."""
-
-    def train(key):
-        state = program.init(key, hparams)
-        return jax.lax.scan(lambda s, _: program.update(s), state, None, program.num_updates)
-
-    return train
-
-
-def all_finite(tree) -> jax.Array:
-    """True when every floating-point leaf of `tree` is finite (no NaN/inf)."""
-    checks = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+def all_finite(tree, mask=None) -> jax.Array:
+    """True when every floating-point leaf of `tree` (those `mask` marks, if given) is finite."""
+    leaves = jax.tree.leaves(tree)
+    flags = jax.tree.leaves(mask) if mask is not None else [True] * len(leaves)
+    checks = [jnp.all(jnp.isfinite(x)) for x, f in zip(leaves, flags) if f and jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(checks)) if checks else jnp.bool_(True)
 
 
 def make_chunk(program: Program) -> Callable:
-    """`chunk(state, diverged_at, first_update, n_active) -> ((state, diverged_at), metrics [K])`.
+    """`chunk(state, diverged_at, first_update, n_active) -> ((state, diverged_at), metrics [K / log_every])`.
 
-    Updates i >= n_active are skipped; `n_active` is not batched over runs, so the
-    skip is a real branch and the last partial chunk reuses the same compiled
-    program. Failure isolation: an update that leaves a non-finite number in the
-    state or its metrics is discarded, the run's state freezes from then on, and
-    `diverged_at` records that update (1-based; -1 while healthy). Metrics of
-    discarded updates are NaN. Under vmap each run freezes alone.
+    Runs `n_active` <= K updates (a loop bound, not a shape, so the last partial chunk reuses the
+    same compiled program) and aggregates their metrics on the device, `program.log_every` updates
+    per row (padding rows are 0). Failure isolation, at chunk granularity so a healthy update pays
+    nothing for it: a chunk after which a metric or a guarded state leaf (`program.guarded`) is not
+    finite is discarded whole, the run keeps its state from before the chunk and stays frozen there,
+    `diverged_at` records the chunk's first update (1-based; -1 while healthy), and the metrics of
+    discarded chunks are NaN. Under vmap each run freezes alone.
     """
+    every = program.log_every
+    rows = program.updates_per_chunk // every
 
     def chunk(state, diverged_at, first_update, n_active):
-        metric_shapes = jax.eval_shape(program.update, state)[1]
+        shapes = jax.eval_shape(program.update, state)[1]
+        dtypes = {k: m.dtype if k in program.summed else jnp.float32 for k, m in shapes.items()}
 
-        def skip(carry, i):
-            return carry, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes)
+        def body(i, carry):
+            s, acc = carry
+            s, m = program.update(s)
+            return s, {k: acc[k].at[i // every].add(m[k].astype(dtypes[k])) for k in acc}
 
-        def step(carry, i):
-            s, div = carry
-            new, metrics = program.update(s)
-            ok = (div < 0) & all_finite(new) & all_finite(metrics)
-            s = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, s)
-            div = jnp.where((div < 0) & ~ok, first_update + i + 1, div)
-            metrics = jax.tree.map(lambda m: jnp.where(ok, m, jnp.nan if jnp.issubdtype(m.dtype, jnp.inexact) else 0),
-                                   metrics)
-            return (s, div), metrics
-
-        def body(carry, i):
-            return jax.lax.cond(i < n_active, step, skip, carry, i)
-
-        return jax.lax.scan(body, (state, diverged_at), jnp.arange(program.updates_per_chunk))
+        acc = {k: jnp.zeros(rows, d) for k, d in dtypes.items()}
+        new, acc = jax.lax.fori_loop(0, n_active, body, (state, acc))
+        counts = jnp.clip(n_active - jnp.arange(rows) * every, 0, every)
+        metrics = {k: v if k in program.summed else jnp.where(counts > 0, v / jnp.maximum(counts, 1), 0.0)
+                   for k, v in acc.items()}
+        mask = program.guarded(new) if program.guarded else None
+        ok = (diverged_at < 0) & all_finite(metrics) & all_finite(new, mask)
+        state = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+        diverged_at = jnp.where((diverged_at < 0) & ~ok, first_update + 1, diverged_at)
+        metrics = jax.tree.map(lambda m: jnp.where(ok, m, jnp.nan if jnp.issubdtype(m.dtype, jnp.inexact) else 0),
+                               metrics)
+        return (state, diverged_at), metrics
 
     return chunk
 
@@ -92,7 +76,7 @@ class ChunkReport:
 
     first_update: int  # index of the chunk's first update
     num_updates: int  # updates done in this chunk
-    metrics: dict[str, np.ndarray]  # name -> [num_runs, num_updates]
+    metrics: dict[str, np.ndarray]  # name -> [num_runs, rows]: one row per Program.log_every updates
     env_steps: int  # total env steps so far, per run
     run_seconds: float  # wall time of the compiled chunks so far
     state: Any  # runner state after the chunk (batched over runs)
@@ -112,7 +96,8 @@ class Start:
     state: Any  # runner state, batched over runs (host arrays: `run` places them on the devices)
     diverged_at: np.ndarray  # [num_runs]
     done: int
-    metrics: dict[str, np.ndarray]  # name -> [num_runs, done]
+    metrics: dict[str, np.ndarray]  # name -> [num_runs, logged rows of the `done` updates]
+    driver_state: Any = None  # a driver's own state (jaxrl.session.Driver), None without one
 
 
 # XLA's backend optimisation level 1 instead of 2: measured on PPO/CartPole on a
@@ -132,15 +117,19 @@ class Compiled:
     state_sharding: Any = None  # shardings of the batched state (None on one device)
 
 
-def broadcast_hparams(hparams: dict, num_runs: int) -> dict[str, np.ndarray]:
-    """One value per run for every dynamic hyperparameter (scalars are repeated)."""
-    out = {}
-    for name, value in hparams.items():
+def broadcast_hparams(hparams, num_runs: int):
+    """One value per run for every leaf of `hparams` (a pytree of numbers): a scalar is repeated, an
+    array is per run and must lead with `num_runs`."""
+
+    def one(path, value):
         value = np.asarray(value, np.float32)
-        out[name] = np.full(num_runs, value, np.float32) if value.ndim == 0 else value
-        if out[name].shape != (num_runs,):
-            raise ValueError(f"hyperparameter {name!r} has shape {out[name].shape}, expected ({num_runs},)")
-    return out
+        out = np.full(num_runs, value, np.float32) if value.ndim == 0 else value
+        if out.shape[:1] != (num_runs,):
+            raise ValueError(f"hyperparameter {jax.tree_util.keystr(path)} has shape {out.shape}, expected a "
+                             f"leading axis of {num_runs} runs")
+        return out
+
+    return jax.tree_util.tree_map_with_path(one, hparams)
 
 
 def batched_init(program: Program, **jit_kwargs) -> Callable:
@@ -223,23 +212,33 @@ def check_memory(program: Program, keys: jax.Array, hparams: dict, num_devices: 
 
 
 def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: Layout = SINGLE) -> Compiled:
-    """AOT-compile the init and chunk, vmapped over runs (keys and hyperparameters), for `layout`."""
+    """AOT-compile the init and chunk, batched over runs (keys and hyperparameters), for `layout`.
+    A single run on one device is compiled without a run axis (a vmap of one costs time)."""
     start = time.perf_counter()
     num_runs = keys.shape[0]
     hparams = broadcast_hparams(hparams, num_runs)
     state_shape = jax.eval_shape(batched_init(program), keys, hparams)
-    state_sharding = layout.state(state_shape, program.per_env)
+    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state_shape)
+    program.check_metrics(jax.eval_shape(program.update, one)[1])
+    state_sharding = layout.state(state_shape, program.env_axes)
     shardings = {}
     if layout.mesh is not None:
-        hp_sharding = {k: layout.per_run for k in hparams}
+        hp_sharding = jax.tree.map(lambda _: layout.per_run, hparams)
         shardings = dict(init=dict(in_shardings=(layout.per_run, hp_sharding), out_shardings=state_sharding),
                          chunk=dict(in_shardings=(state_sharding, layout.per_run, layout.replicated, layout.replicated),
                                     out_shardings=((state_sharding, layout.per_run), layout.replicated)))
     vinit = batched_init(program, **shardings.get("init", {}))
     init = vinit.lower(jax.ShapeDtypeStruct(keys.shape, keys.dtype), hparams).compile(COMPILER_OPTIONS)
     diverged_shape = jax.ShapeDtypeStruct((num_runs,), jnp.int32)
-    vchunk = jax.jit(jax.vmap(make_chunk(program), in_axes=(0, 0, None, None)), donate_argnums=(0, 1),
-                     **shardings.get("chunk", {}))
+    chunk = make_chunk(program)
+    if num_runs == 1 and layout.mesh is None:
+        def batched(state, diverged_at, first_update, n_active):
+            (state, diverged_at), metrics = chunk(jax.tree.map(lambda x: x[0], state), diverged_at[0],
+                                                  first_update, n_active)
+            return jax.tree.map(lambda x: x[None], ((state, diverged_at), metrics))
+    else:
+        batched = jax.vmap(chunk, in_axes=(0, 0, None, None))
+    vchunk = jax.jit(batched, donate_argnums=(0, 1), **shardings.get("chunk", {}))
     chunk = vchunk.lower(state_shape, diverged_shape, jnp.int32(0), jnp.int32(0)).compile(COMPILER_OPTIONS)
     return Compiled(init, chunk, num_runs, time.perf_counter() - start, layout, state_sharding)
 
@@ -259,7 +258,8 @@ def run(
 
     `hparams` maps each dynamic hyperparameter to a scalar (all runs) or one value
     per run. `compiled` reuses an earlier compilation for the same number of runs.
-    `between_chunks(state, diverged_at, metrics, chunk_index) -> (state, diverged_at)`
+    `between_chunks(state, diverged_at, metrics, chunk_index) -> (state, diverged_at)` (chunk_index counted from
+    the run's first update, a resumed run included)
     runs on the device after each chunk (population-based training). `start`
     continues a run from a checkpoint (its state placed by `compiled.layout`) instead of
     initialising it. `layout` places the runs on devices (jaxrl.devices).
@@ -279,26 +279,30 @@ def run(
         state = layout.put(start.state, compiled.state_sharding)
         diverged_at, done = layout.put(np.asarray(start.diverged_at, np.int32)), start.done
         history = [start.metrics] if done else []
-    index = 0
     while done < program.num_updates:
         n = min(program.updates_per_chunk, program.num_updates - done)
         scalars = layout.put((np.int32(done), np.int32(n)), (layout.replicated,) * 2)
         (state, diverged_at), metrics = compiled.chunk(state, diverged_at, *scalars)
         if between_chunks:
-            state, diverged_at = between_chunks(state, diverged_at, metrics, index)
+            state, diverged_at = between_chunks(state, diverged_at, metrics, done // program.updates_per_chunk)
             if layout.mesh is not None:  # back to the layout the compiled chunk expects
                 state, diverged_at = jax.device_put((state, diverged_at), (compiled.state_sharding, layout.per_run))
-        metrics = {k: np.asarray(v)[:, :n] for k, v in metrics.items()}  # syncs with the device
+        metrics = {k: np.asarray(v)[:, :-(-n // program.log_every)] for k, v in metrics.items()}  # syncs
         history.append(metrics)
         report = ChunkReport(done, n, metrics, (done + n) * program.steps_per_update, time.perf_counter() - clock,
                              state, layout.to_host(diverged_at), history)
         done += n
-        index += 1
         if on_chunk:
             on_chunk(report)
     run_s = time.perf_counter() - clock
     metrics = {k: np.concatenate([h[k] for h in history], axis=1) for k in history[0]}
     return state, metrics, layout.to_host(diverged_at), {"compile_s": compiled.seconds, "run_s": run_s}
+
+
+def logged_updates(program: Program) -> np.ndarray:
+    """The update each logged metrics row ends at (every `log_every` updates, and the last)."""
+    rows = -(-program.num_updates // program.log_every)
+    return np.minimum((np.arange(rows) + 1) * program.log_every, program.num_updates)
 
 
 def auto_chunk(num_updates: int, target_chunks: int = 25) -> int:

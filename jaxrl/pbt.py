@@ -114,7 +114,7 @@ def field_bounds(config_cls, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(low, np.float32), np.asarray(high, np.float32)
 
 
-def make_exploit_explore(settings: PBTSettings, num_populations: int, explored: list[str], bounds):
+def make_exploit_explore(settings: PBTSettings, num_populations: int, explored: list[str], bounds, program):
     """`step(key, state, diverged_at, metrics) -> (state, diverged_at, source)`, batched over all members.
 
     `source[i]` is the member whose state member i continues from (itself if kept).
@@ -140,12 +140,12 @@ def make_exploit_explore(settings: PBTSettings, num_populations: int, explored: 
         source = (local + P * jnp.arange(num_populations)[:, None]).reshape(-1)
         replaced = source != jnp.arange(source.shape[0])
         new = jax.tree.map(lambda x: x[source], state)
-        hp = dict(new.hparams)
+        hp = dict(program.get_hparams(new))
         choice = jax.random.randint(perturb_key, (source.shape[0], len(explored)), 0, factors.shape[0])
         for j, name in enumerate(explored):
             perturbed = jnp.clip(hp[name] * factors[choice[:, j]], low[j], high[j])
             hp[name] = jnp.where(replaced, perturbed, hp[name])
-        new = new.replace(key=state.key, hparams=hp)  # a copy keeps its own randomness
+        new = program.set_hparams(new.replace(key=state.key), hp)  # a copy keeps its own randomness
         return new, jnp.where(replaced, -1, diverged_at[source]), source
 
     return jax.jit(step)
@@ -159,29 +159,44 @@ class PBTResult:
     metrics: dict[str, np.ndarray]  # name -> [members, updates]
 
 
-def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress: bool = True,
-            record: bool = True, devices: int | None = None) -> PBTResult:
+def is_pbt_dir(path: str | Path) -> bool:
+    meta = Path(path) / "metadata.json"
+    return meta.is_file() and records.read_metadata(meta).get("kind") == "pbt"
+
+
+@dataclass
+class _Plan:
+    """A PBT run's program and members, the same when it starts and when it resumes."""
+
+    spec: PBTSpec
+    algorithm: Any
+    configs: list
+    program: Any
+    keys: Any
+    hp: dict
+    explored: list[str]
+    driver: Any  # session.Driver: exploit/explore between chunks, its schedule checkpointed with the runs
+
+    @property
+    def members(self) -> int:
+        return len(self.configs)
+
+
+def _plan(spec: PBTSpec) -> _Plan:
     import jax
     import jax.numpy as jnp
 
-    from jaxrl import devices as devices_
-    from jaxrl import loop
-    from jaxrl.progress import Progress
+    from jaxrl.session import Driver
 
-    if isinstance(spec, (str, Path)):
-        spec = load_spec(spec)
-    elif isinstance(spec, dict):
-        spec = parse_spec(spec)
-    wall_start = time.perf_counter()
     sw, st = spec.sweep, spec.settings
     R, P = sw.seeds, st.population
-    module = algos.get(sw.algo)
+    algorithm = algos.get(sw.algo)
     explored = [d.name for d in sw.space]
     # Each population draws its own initial hyperparameters.
     points = [p for r in range(R) for p in sweep.sample_points(dataclasses.replace(sw, seed=sw.seed + r))]
     configs = [sweep.point_config(dataclasses.replace(sw, base={**sw.base, "updates_per_chunk": st.ready}), i, p)
                for i, p in enumerate(points)]
-    program = module.make_program(configs[0])
+    program = algorithm.make_program(configs[0])
     num_chunks = -(-program.num_updates // program.updates_per_chunk)
     if num_chunks < 2:
         raise ConfigError(f"pbt.ready={st.ready} updates leaves no exploit step in a run of {program.num_updates} "
@@ -191,30 +206,97 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
                                         jnp.tile(jnp.arange(P), R))
     point_hp = [hparams(c) for c in configs]
     hp = {k: np.asarray([h[k] for h in point_hp], np.float32) for k in point_hp[0]}
-    step = make_exploit_explore(st, R, explored, field_bounds(module.Config, explored))
-
-    layout = devices_.plan(devices, R * P, program.env_shards)
-    loop.check_memory(program, keys, hp, layout.num_devices)
-    out_dir = records.new_run_dir(out, "pbt", sw.name, root="sweeps") if record else None
-    rec = records.Record(out_dir, **layout.describe()) if record and devices_.is_main() else None
-    if rec:
-        rec.write_yaml("spec.yaml", sw.raw)
-    steps_per_chunk = program.updates_per_chunk * program.steps_per_update
-    schedule = [{"population": int(i // P), "member": int(i % P), "update": 0, "env_steps": 0, "parent": int(i % P),
-                 **{k: float(hp[k][i]) for k in explored}} for i in range(R * P)]
+    exploit_explore = make_exploit_explore(st, R, explored, field_bounds(algorithm.Config, explored), program)
     pbt_key = jax.random.PRNGKey(sw.seed)
 
-    def between_chunks(state, diverged_at, metrics, index):
-        if index == num_chunks - 1:
-            return state, diverged_at
-        state, diverged_at, source = step(jax.random.fold_in(pbt_key, index), state, diverged_at, metrics)
-        source, values = layout.to_host((source, {k: state.hparams[k] for k in explored}))
-        update = (index + 1) * program.updates_per_chunk
-        schedule.extend({"population": int(i // P), "member": int(i % P), "update": update,
-                         "env_steps": update * program.steps_per_update, "parent": int(source[i] % P),
-                         **{k: float(values[k][i]) for k in explored}} for i in range(R * P))
-        return state, diverged_at
+    def init():  # the schedule: each exploit step's parents and explored hyperparameters, per member
+        return {"parent": jnp.full((num_chunks - 1, R * P), -1, jnp.int32),
+                "hparams": {k: jnp.zeros((num_chunks - 1, R * P), jnp.float32) for k in explored}}
 
+    def step(state, diverged_at, metrics, index, schedule):
+        if index == num_chunks - 1:
+            return state, diverged_at, schedule
+        state, diverged_at, source = exploit_explore(jax.random.fold_in(pbt_key, index), state, diverged_at, metrics)
+        values = program.get_hparams(state)
+        schedule = {"parent": schedule["parent"].at[index].set(source),
+                    "hparams": {k: schedule["hparams"][k].at[index].set(values[k]) for k in explored}}
+        return state, diverged_at, schedule
+
+    return _Plan(spec, algorithm, configs, program, keys, hp, explored, Driver(init, step))
+
+
+def _schedule_rows(plan: _Plan, schedule) -> list[dict]:
+    """schedule.csv: every member's hyperparameters at the start and after each exploit step done."""
+    P, ready, spu = plan.spec.settings.population, plan.spec.settings.ready, plan.program.steps_per_update
+    parent, values = np.asarray(schedule["parent"]), {k: np.asarray(v) for k, v in schedule["hparams"].items()}
+    rows = [{"population": i // P, "member": i % P, "update": 0, "env_steps": 0, "parent": i % P,
+             **{k: float(plan.hp[k][i]) for k in plan.explored}} for i in range(plan.members)]
+    for c in range(parent.shape[0]):
+        if parent[c, 0] < 0:  # not reached yet
+            break
+        rows.extend({"population": i // P, "member": i % P, "update": (c + 1) * ready, "env_steps": (c + 1) * ready * spu,
+                     "parent": int(parent[c, i] % P), **{k: float(values[k][c, i]) for k in plan.explored}}
+                    for i in range(plan.members))
+    return rows
+
+
+def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress: bool = True,
+            record: bool = True, devices: int | None = None, checkpoint_every: int | str = "5m") -> PBTResult:
+    """Run PBT; with `record`, a directory with the schedule, curves, and checkpoints of all members and
+    the schedule (`jaxrl resume DIR` continues it, `jaxrl eval DIR` evaluates every member)."""
+    from jaxrl import devices as devices_
+    from jaxrl import loop
+    from jaxrl.config import to_dict
+    from jaxrl.session import parse_every
+
+    if isinstance(spec, (str, Path)):
+        spec = load_spec(spec)
+    elif isinstance(spec, dict):
+        spec = parse_spec(spec)
+    parse_every(checkpoint_every)
+    wall_start = time.perf_counter()
+    plan = _plan(spec)
+    layout = devices_.plan(devices, plan.members, plan.program.env_shards)
+    loop.check_memory(plan.program, plan.keys, plan.hp, layout.num_devices)
+    out_dir = records.new_run_dir(out, "pbt", spec.sweep.name, root="sweeps") if record else None
+    rec = None
+    if record and devices_.is_main():
+        rec = records.Record(out_dir, kind="pbt", checkpoint_every=checkpoint_every, **layout.describe())
+        rec.write_yaml("spec.yaml", spec.sweep.raw)
+        # What `jaxrl eval` and `load_policy` read: the members' shared static config, one "seed" per member.
+        rec.write_yaml("config.yaml", {"algo": plan.algorithm.name, **to_dict(dataclasses.replace(
+            plan.configs[0], seed=0, num_seeds=plan.members))})
+    return _execute(plan, layout, out_dir, rec, progress, checkpoint_every, None, wall_start)
+
+
+def resume_pbt(out_dir: str | Path, progress: bool = True, devices: int | None = None) -> PBTResult:
+    """Continue a stopped PBT run from its latest checkpoint (all members and the schedule so far)."""
+    from jaxrl import checkpoint
+    from jaxrl import devices as devices_
+
+    wall_start = time.perf_counter()
+    out_dir = Path(out_dir)
+    meta = records.read_metadata(out_dir / "metadata.json")
+    if meta.get("status") == "finished":
+        raise ConfigError(f"pbt run {str(out_dir)!r} has finished; nothing to resume")
+    spec = load_spec(out_dir / "spec.yaml")
+    plan = _plan(spec)
+    step, _ = checkpoint.restore_info(out_dir / "checkpoints", None)
+    layout = devices_.plan(devices, plan.members, plan.program.env_shards)
+    rec = records.Record.reopen(out_dir, from_update=step) if devices_.is_main() else None
+    return _execute(plan, layout, out_dir, rec, progress, meta.get("checkpoint_every") or "5m", step, wall_start)
+
+
+def _execute(plan: _Plan, layout, out_dir, rec, progress, checkpoint_every, start_step, wall_start) -> PBTResult:
+    from jaxrl import loop
+    from jaxrl.config import to_dict
+    from jaxrl.progress import Progress
+    from jaxrl.session import Checkpoints, Session, checkpoint_info
+
+    spec, program = plan.spec, plan.program
+    sw, st = spec.sweep, spec.settings
+    R, P = sw.seeds, st.population
+    steps_per_chunk = program.updates_per_chunk * program.steps_per_update
     bar = Progress(R * P * program.num_updates * program.steps_per_update, progress, desc="pbt")
     best = {"value": -math.inf}
 
@@ -225,33 +307,45 @@ def run_pbt(spec: PBTSpec | dict | str | Path, out: str | None = None, progress:
         sps = report.env_steps * R * P / max(report.run_seconds, 1e-9)
         bar.update(report.env_steps * R * P, f"{sps / 1e3:,.0f}k steps/s, best member {best['value']:.1f}")
 
-    with records.failures(rec), bar:
+    checkpoints = Checkpoints(out_dir / "checkpoints", checkpoint_every, 2,
+                              checkpoint_info(plan.algorithm.name, to_dict(plan.configs[0])),
+                              plan.algorithm.policy_state) if out_dir else None
+    on_abort = (lambda status, message: rec.finish(status, message)) if rec else None
+    session = Session(program, plan.keys, plan.hp, layout, checkpoints, plan.driver, on_abort,
+                      resume_hint=f"jaxrl resume {out_dir}" if out_dir else None)
+    with records.failures(rec), bar, session:
+        start = session.restore(start_step) if start_step is not None else None
         bar.message(f"pbt {sw.name}: {R} population(s) x {P} members, exploit/explore every {st.ready} updates "
-                    f"({steps_per_chunk:,} env steps), exploring {', '.join(explored)}")
-        bar.compiling(f"{R * P} members")
-        _, metrics, diverged_at, timings = loop.run(program, keys, hp, bar.compiled, on_chunk,
-                                                    between_chunks=between_chunks, layout=layout)
+                    f"({steps_per_chunk:,} env steps), exploring {', '.join(plan.explored)}")
+        bar.compiling(f"{R * P} members" + (f", resuming after update {start_step}" if start else ""))
+        bar.compiled(session.compile().seconds)
+        out = session.run(on_chunk, start)
 
+    metrics, diverged_at, timings = out.metrics, out.diverged_at, out.timings
+    schedule = _schedule_rows(plan, out.driver_state)
     final = records.final_returns(metrics).reshape(R, P)
     best_member = [int(np.nanargmax(np.nan_to_num(f, nan=-np.inf))) for f in final]
     last = {(row["population"], row["member"]): row for row in schedule}  # hyperparameters at the end
+    first = start_step or 0
     summary = {
         "name": sw.name, "algo": sw.algo, "populations": R, "population": P, "ready": st.ready,
-        "fraction": st.fraction, "perturb": list(st.perturb), "explored": explored,
+        "fraction": st.fraction, "perturb": list(st.perturb), "explored": plan.explored,
         "env_steps_per_member": program.num_updates * program.steps_per_update,
         "best_final_return_per_population": [sweep._round(final[r, m]) for r, m in enumerate(best_member)],
         "best_final_return_mean": sweep._round(np.mean([final[r, m] for r, m in enumerate(best_member)])),
         "population_final_return_mean": sweep._round(nanmean(final)),
-        "best_member_final_hparams": [{k: last[(r, m)][k] for k in explored} for r, m in enumerate(best_member)],
+        "best_member_final_hparams": [{k: last[(r, m)][k] for k in plan.explored} for r, m in enumerate(best_member)],
         "diverged_members": int((diverged_at >= 0).sum()),
         "compile_s": round(timings["compile_s"], 3), "run_s": round(timings["run_s"], 3),
-        "steps_per_second": round(R * P * program.num_updates * program.steps_per_update / timings["run_s"]),
+        "steps_per_second": round(R * P * (program.num_updates - first) * program.steps_per_update / timings["run_s"]),
     }
+    if start_step is not None:
+        summary["resumed_from_update"] = start_step
     if rec:
         records.write_csv(out_dir / "schedule.csv", schedule)
         returns = records.mean_returns(metrics).astype(np.float32)
         records.save_arrays(out_dir / "curves.npz", {
-            "env_steps": (np.arange(program.num_updates) + 1) * program.steps_per_update,
+            "env_steps": loop.logged_updates(program) * program.steps_per_update,
             "returns": returns.reshape(R, P, -1)})
         plot_schedules(out_dir / "schedules.png", spec, schedule, metrics, program.steps_per_update)
         summary["wall_s"] = round(time.perf_counter() - wall_start, 3)

@@ -304,6 +304,30 @@ class RunRecord(Record):
         self.write_json("summary.json", summary)
 
 
+def metric_rows(report, first_seed: int, steps_per_update: int, log_every: int, steps_per_s: float) -> list[dict]:
+    """metrics.csv rows of one chunk: one per logged row (`log_every` updates) per seed."""
+    m = report.metrics
+    num_runs, num_rows = m["episodes"].shape
+    rows = []
+    for s in range(num_runs):
+        for i in range(num_rows):
+            update = min(report.first_update + (i + 1) * log_every, report.done)
+            count = np.nan_to_num(m["episodes"][s, i])  # NaN after a run diverged
+            row = {
+                "seed": first_seed + s,
+                "update": update,
+                "env_steps": update * steps_per_update,
+                "episodes": int(count),
+                "episode_return": float(m["episode_return_sum"][s, i] / count) if count else "",
+                "episode_length": float(m["episode_length_sum"][s, i] / count) if count else "",
+            }
+            row.update({k: float(v[s, i]) for k, v in m.items()
+                        if k not in ("episodes", "episode_return_sum", "episode_length_sum")})
+            row["steps_per_second"] = round(steps_per_s)
+            rows.append(row)
+    return rows
+
+
 def failures(record: Record | None):
     """`record.failures()`, or nothing when no record is written."""
     return record.failures() if record is not None else nullcontext()

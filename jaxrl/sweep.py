@@ -389,6 +389,7 @@ def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progres
     from jaxrl import devices as devices_
     from jaxrl import loop
     from jaxrl.progress import Progress
+    from jaxrl.session import Session
 
     resumed_groups = sorted({r["group"] for r in runs})
     todo = [g for g in range(len(groups)) if g not in resumed_groups]
@@ -417,10 +418,13 @@ def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progres
                 keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([spec.seed + s for _, s in padded]))
                 point_hp = [hparams(configs[p]) for p, _ in padded]
                 hp = {k: np.asarray([h[k] for h in point_hp], np.float32) for k in point_hp[0]}
+                session = Session(program, keys, hp, layout, compiled=compiled,
+                                  resume_hint=f"jaxrl resume {sweep_dir}" if sweep_dir else None)
                 if compiled is None:
                     loop.check_memory(program, keys, hp, layout.num_devices)
                     bar.message(f"compiling group {g + 1}/{len(groups)} ({len(members)} runs, {block} at a time) ...")
-                    compiled = loop.compile_program(program, keys, hp, layout)
+                    with session:
+                        compiled = session.compile()
                     timing["compiles"] += 1
                     timing["compile_s"] += compiled.seconds
                     bar.message(f"  compiled in {compiled.seconds:.1f} s")
@@ -437,7 +441,9 @@ def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progres
                     bar.update(steps, f"runs {finished}/{num_runs}, {sps / 1e3:,.0f}k steps/s, "
                                       f"best {best['value']:.1f}")
 
-                _, metrics, diverged_at, timings = loop.run(program, keys, hp, on_chunk=on_chunk, compiled=compiled)
+                with session:
+                    outcome = session.run(on_chunk)
+                metrics, diverged_at, timings = outcome.metrics, outcome.diverged_at, outcome.timings
                 timing["run_s"] += timings["run_s"]
                 timing["steps_done"] += program.num_updates * program.steps_per_update * len(real)
                 metrics = {k: v[:len(real)] for k, v in metrics.items()}
@@ -457,7 +463,7 @@ def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progres
                 if rec:  # every finished block is on disk before the next starts
                     rec.write_runs(sorted(runs + group_rows, key=lambda r: r["run"]))
             runs.extend(group_rows)
-            curves[f"group{g}_env_steps"] = (np.arange(program.num_updates) + 1) * program.steps_per_update
+            curves[f"group{g}_env_steps"] = loop.logged_updates(program) * program.steps_per_update
             curves[f"group{g}_runs"] = np.asarray([r["run"] for r in group_rows])
             curves[f"group{g}_returns"] = np.concatenate(group_curves)
             if rec:

@@ -6,6 +6,7 @@ import pytest
 from jaxrl import api, cli, loop
 from jaxrl.algos import ppo
 from jaxrl.config import hparams
+from jaxrl.session import run_keys
 
 HUGE_ROLLOUT = ["--set", "num_envs=4194304", "--set", "num_steps=65536", "--total-timesteps", "274877906944"]
 
@@ -63,7 +64,7 @@ def test_bad_input_gives_one_line_before_compiling(args, message, files, capsys,
 def test_memory_check_counts_the_rollout_not_just_the_state():
     """The HUGE_ROLLOUT case above: its state alone passed the check that counted only the state."""
     config = ppo.Config(num_envs=4194304, num_steps=65536, total_timesteps=274877906944)
-    state, update = loop.memory_estimate(ppo.make_program(config), api.run_keys(config)[1], hparams(config))
+    state, update = loop.memory_estimate(ppo.make_program(config), run_keys(config.seed, config.num_seeds)[1], hparams(config))
     assert 3 * state < 1e9
     assert update > 2**38 * 40  # obs, next obs, action, reward, value, log-prob, flags: > 40 bytes a step
 
@@ -73,7 +74,7 @@ def test_memory_estimate_is_close_to_what_xla_allocates():
     """An ordinary config passes the check, and the estimate is within 2x of the compiled program's buffers."""
     config = ppo.Config(num_envs=256, num_steps=128, hidden_sizes=(32, 32), total_timesteps=256 * 128)
     program = ppo.make_program(config)
-    keys, hp = api.run_keys(config)[1], hparams(config)
+    keys, hp = run_keys(config.seed, config.num_seeds)[1], hparams(config)
     loop.check_memory(program, keys, hp)
     state, update = loop.memory_estimate(program, keys, hp)
     memory = loop.compile_program(program, keys, hp).chunk.memory_analysis()

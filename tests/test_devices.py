@@ -25,11 +25,12 @@ import dataclasses, json, sys
 from jaxrl import api, devices, loop
 from jaxrl.algos import ppo
 from jaxrl.config import hparams
+from jaxrl.session import run_keys
 
 def first_updates(config, n):
     program = ppo.make_program(config)
     layout = devices.plan(n, config.num_seeds, program.env_shards)
-    _, metrics, _, _ = loop.run(program, api.run_keys(config)[1], hparams(config), layout=layout)
+    _, metrics, _, _ = loop.run(program, run_keys(config.seed, config.num_seeds)[1], hparams(config), layout=layout)
     return layout.mode, {k: metrics[k][:, 0].tolist() for k in %(losses)r}
 
 one = api.resolve_config("ppo", overrides=dict(total_timesteps=2 * 512, updates_per_chunk=2))

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import api, arena, envs, selfplay
+from jaxrl import algos, api, arena, envs, selfplay
 from jaxrl.algos import ippo
 from jaxrl.config import hparams
 from jaxrl.errors import JaxrlError
@@ -58,7 +58,7 @@ def test_bad_multiagent_configs_fail_before_compiling(algo, overrides, message, 
     monkeypatch.setattr(loop, "compile_program", lambda *a, **k: pytest.fail("compiled"))
     with pytest.raises(JaxrlError) as err:
         config = api.resolve_config(algo, None, overrides)
-        api.algos.get(algo).make_program(config)
+        algos.get(algo).make_program(config)
     assert message in str(err.value)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import struct
 
-from jaxrl import pbt
+from jaxrl import api, checkpoint, pbt
 from jaxrl.algos import ppo
 from jaxrl.config import ConfigError
 
@@ -24,7 +24,8 @@ class FakeState:
 def test_exploit_copies_the_top_into_the_bottom_and_perturbs_within_bounds():
     settings = pbt.PBTSettings(population=4, ready=1, fraction=0.25, perturb=(0.5, 4.0))
     bounds = pbt.field_bounds(ppo.Config, ["lr", "gamma"])
-    step = pbt.make_exploit_explore(settings, 2, ["lr", "gamma"], bounds)
+    program = ppo.make_program(ppo.Config(total_timesteps=512))  # where the state keeps its hyperparameters
+    step = pbt.make_exploit_explore(settings, 2, ["lr", "gamma"], bounds, program)
     n = 8
     state = FakeState(params=jnp.arange(n, dtype=jnp.float32)[:, None] * jnp.ones((n, 3)),
                       key=jnp.stack([jnp.array([i, i], jnp.uint32) for i in range(n)]),
@@ -84,3 +85,24 @@ def test_short_pbt_run_records_schedule_and_lineage(tmp_path):
     assert json.loads((out / "metadata.json").read_text())["status"] == "finished"
     assert (out / "schedules.png").stat().st_size > 10_000
     assert np.load(out / "curves.npz")["returns"].shape == (2, 4, 6)
+
+
+def test_a_stopped_pbt_run_resumes_to_the_same_schedule_and_returns_and_evaluates(tmp_path):
+    spec = {"algo": "ppo", "env": "gymnax:CartPole-v1", "base": {"total_timesteps": 6 * 512}, "seeds": 1,
+            "space": {"lr": {"dist": "log_uniform", "low": 1e-4, "high": 1e-2}},
+            "pbt": {"population": 4, "ready": 2, "fraction": 0.5}}
+    whole = pbt.run_pbt(spec, out=str(tmp_path / "pbt"), progress=False, checkpoint_every=2)
+    out = whole.out_dir
+    assert checkpoint.steps(out / "checkpoints") == [4, 6]
+    # As if stopped after update 4: its last checkpoint gone, the record not finished.
+    import shutil
+    shutil.rmtree(out / "checkpoints" / "6")
+    meta = json.loads((out / "metadata.json").read_text())
+    (out / "metadata.json").write_text(json.dumps({**meta, "status": "preempted"}))
+    resumed = api.resume(out, progress=False)
+    assert resumed.summary["resumed_from_update"] == 4
+    assert resumed.schedule == whole.schedule  # the schedule before the stop came back from the checkpoint
+    for name in ("episode_return_sum", "policy_loss"):
+        np.testing.assert_array_equal(resumed.metrics[name], whole.metrics[name])
+    result = api.evaluate(out, episodes=2)  # every member's policy
+    assert len(result["return_per_seed"]) == 4 and result["checkpoint"] == 6

@@ -18,6 +18,8 @@ from jaxrl import api, cli, envs, records
 from jaxrl.algos import ippo
 from jaxrl.config import hparams
 from jaxrl.errors import JaxrlError
+from jaxrl.evaluate import default_eval_episodes
+from jaxrl.progress import Progress
 from jaxrl.envs.registry import _SOURCES, list_ids, unavailable_ids
 from jaxrl.stats import nanmean
 
@@ -104,7 +106,7 @@ def test_every_listed_env_constructs_and_resets():
 def test_progress_prints_a_plain_line_per_tenth_when_not_a_terminal_or_asked(progress, capsys, monkeypatch):
     if progress == "lines":  # asked for (--no-progress) even on a terminal
         monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    with api.Progress(1000, progress) as bar:
+    with Progress(1000, progress) as bar:
         bar.open()
         for steps in range(0, 1001, 50):
             bar.chunk(steps, 12_345.0, float("nan") if steps < 100 else 1.5)
@@ -116,7 +118,7 @@ def test_progress_prints_a_plain_line_per_tenth_when_not_a_terminal_or_asked(pro
 
 
 def test_progress_off_prints_nothing(capsys):
-    with api.Progress(1000, False) as bar:
+    with Progress(1000, False) as bar:
         bar.compiling("x")
         bar.compiled(1.0)
         bar.chunk(1000, 1.0, 1.0)
@@ -156,7 +158,7 @@ def test_nanmean_and_curves_of_seeds_without_episodes_do_not_warn(tmp_path):
 def test_selfplay_eval_plays_the_games_asked_per_seat_and_reports_or_varies_repeated_games(capsys):
     config = api.resolve_config("ippo", None, {"env": "jaxrl:tictactoe", "num_envs": 4, "num_steps": 4,
                                                "hidden_sizes": [8], "total_timesteps": 16, "selfplay": "latest"})
-    assert api.default_eval_episodes(config) == 100
+    assert default_eval_episodes(config) == 100
     program = ippo.make_program(config)
     state = jax.jit(program.init)(jax.random.PRNGKey(0), hparams(config))
     policy = jax.tree.map(lambda x: x[None], ippo.policy_state(state))  # one seed

@@ -13,7 +13,7 @@ once, vmapped, each on its own block of envs.
 
 Reads top to bottom: config, runner state, `make_program` (init + one update:
 pick_opponents -> collect_rollout -> compute_advantages -> learn -> league bookkeeping),
-`make_train`, `policy_state`, `make_policy`.
+`policy_state`, `make_policy`, the `evaluate`/`report` hooks and the `ALGORITHM` it declares.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ import optax
 from flax import struct
 
 from jaxrl import distributions, envs, loop, selfplay
+from jaxrl.algos.base import Algorithm, Program
 from jaxrl.algos.ppo import make_optimizer
-from jaxrl.config import ConfigError, check_run_fields, dynamic, hparams, run, static, validate_fields
+from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.losses import gae, normalize, ppo_policy_loss, value_loss
 from jaxrl.losses import mean as weighted_mean
-from jaxrl.evaluate import RecurrentPolicy
 from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, check_conv
-from jaxrl.rollout import collect_rollout
+from jaxrl.rollout import RecurrentPolicy, collect_rollout
 
 
 @dataclass(frozen=True)
@@ -504,13 +504,8 @@ def make_program(config: Config) -> loop.Program:
         return new_state, metrics
 
     updates_per_chunk = config.updates_per_chunk or loop.auto_chunk(config.num_updates)
-    return loop.Program(init, update, config.num_updates, config.num_envs * config.num_steps,
-                        min(updates_per_chunk, config.num_updates))
-
-
-def make_train(config: Config):
-    """`train(key) -> (runner_state, metrics)`: one compiled program, vmappable over keys."""
-    return loop.make_train(make_program(config), hparams(config))
+    return Program(init, update, config.num_updates, config.num_envs * config.num_steps,
+                   min(updates_per_chunk, config.num_updates))
 
 
 def policy_state(state: RunnerState) -> dict:
@@ -598,3 +593,9 @@ def report(config: Config, policy: dict, run_dir, steps_per_update: int) -> dict
     return {"league": arena.league_report(env, act, snapshots, updates[order] * steps_per_update, members,
                                           run_dir, f"{config_name(config)} {config.selfplay} on {config.env}",
                                           seed=config.seed)}
+
+
+ALGORITHM = Algorithm("ippo", "multi-agent PPO, parameters shared by all agents; self-play on two-player games",
+                      Config, make_program, policy_state, make_policy, PRESETS, evaluate=evaluate, report=report,
+                      make_actor=make_actor, recurrent=lambda config: config.recurrent)
+make_train = ALGORITHM.make_train

@@ -5,11 +5,10 @@ Everything but the critic's default input is ippo's; see jaxrl/algos/ippo.py.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from jaxrl.algos import ippo
-from jaxrl.algos.ippo import (  # noqa: F401
-    PRESETS, evaluate, make_actor, make_policy, make_program, make_train, policy_state, report)
 from jaxrl.config import static
 
 
@@ -18,5 +17,7 @@ class Config(ippo.Config):
     critic: str = static("world_state", "critic input: world_state (MAPPO) or local (own observation, IPPO)",
                          choices=("local", "world_state"))
 
-__all__ = ["Config", "PRESETS", "evaluate", "make_actor", "make_policy", "make_program", "make_train",
-           "policy_state", "report"]
+
+ALGORITHM = dataclasses.replace(ippo.ALGORITHM, name="mappo", description="ippo with a centralised critic on the "
+                                "world state", Config=Config)
+make_train = ALGORITHM.make_train

@@ -1,8 +1,8 @@
 """Proximal Policy Optimisation (Schulman et al. 2017), discrete and continuous actions.
 
 Reads top to bottom: config, runner state, `make_program` (init + one update:
-collect_rollout -> compute_advantages -> update_epochs), `make_train`, and
-`make_policy` (the deterministic policy used by `jaxrl eval`).
+collect_rollout -> compute_advantages -> update_epochs), `policy_state` and
+`make_policy` (the deterministic policy used by `jaxrl eval`), and the `ALGORITHM` it declares.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ import optax
 from flax import struct
 
 from jaxrl import distributions, envs, loop
-from jaxrl.config import ConfigError, check_run_fields, dynamic, hparams, run, static, validate_fields
+from jaxrl.algos.base import Algorithm, Program
+from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.losses import gae, ppo_policy_loss, value_loss
+from jaxrl.devices import NO_ENV_AXIS
 from jaxrl.networks import ACTIVATIONS, ActorCritic, check_conv
 from jaxrl.rollout import collect_rollout, episode_metrics
 
@@ -206,18 +208,14 @@ def make_program(config: Config) -> loop.Program:
                                 state.num_updates, hp)
         return new_state, metrics
 
-    def per_env(state: RunnerState):
-        return jax.tree.map(lambda _: False, state).replace(env_state=env.per_env_leaves(state.env_state), obs=True)
+    def env_axes(state: RunnerState):
+        envs_first = jax.tree.map(lambda per_env: 0 if per_env else NO_ENV_AXIS, env.per_env_leaves(state.env_state))
+        return jax.tree.map(lambda _: NO_ENV_AXIS, state).replace(env_state=envs_first, obs=0)
 
     updates_per_chunk = config.updates_per_chunk or loop.auto_chunk(config.num_updates)
     # Envs split over devices in blocks that keep the minibatches' env groups whole.
-    return loop.Program(init, update, config.num_updates, config.batch_size,
-                        min(updates_per_chunk, config.num_updates), per_env, config.num_envs // env_groups)
-
-
-def make_train(config: Config):
-    """`train(key) -> (runner_state, metrics)`: one compiled program, vmappable over keys."""
-    return loop.make_train(make_program(config), hparams(config))
+    return Program(init, update, config.num_updates, config.batch_size, min(updates_per_chunk, config.num_updates),
+                   env_axes=env_axes, env_shards=config.num_envs // env_groups)
 
 
 def policy_state(state: RunnerState) -> dict:
@@ -245,3 +243,8 @@ def make_policy(config: Config, env: envs.Environment, env_params, stochastic: b
         return distributions.mode(dist, discrete)
 
     return act
+
+
+ALGORITHM = Algorithm("ppo", "Proximal Policy Optimisation, discrete and continuous actions", Config, make_program,
+                      policy_state, make_policy, PRESETS)
+make_train = ALGORITHM.make_train

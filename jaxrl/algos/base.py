@@ -1,0 +1,107 @@
+"""The contract every algorithm module declares, and the Program it builds.
+
+An algorithm is one module under jaxrl/algos/ ending in
+
+    ALGORITHM = Algorithm(name=..., Config=..., presets=..., make_program=..., policy_state=..., make_policy=...)
+
+and one line in jaxrl.algos.ALGOS. The drivers (train, resume, eval, sweep, PBT) and the session
+see an algorithm only through this record and the Program it builds, so adding one touches no driver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import jax
+
+from jaxrl.config import hparams
+from jaxrl.errors import JaxrlError
+
+# Every update's metrics carry these episode statistics (sums over the episodes finished in the update),
+# from which records, progress and summaries compute returns; `Program.check_metrics` enforces it.
+EPISODE_METRICS = ("episodes", "episode_return_sum", "episode_length_sum")
+
+
+@dataclass(frozen=True)
+class Program:
+    """One run as pure functions, plus what the drivers need to know about its state without asking."""
+
+    init: Callable[[jax.Array, Any], Any]  # (key, hparams) -> state; hparams: a pytree of traced numbers
+    update: Callable[[Any], tuple[Any, dict]]  # state -> (state, metrics: name -> scalar)
+    num_updates: int  # updates in the whole run
+    steps_per_update: int  # env steps per update (all envs)
+    updates_per_chunk: int  # updates per compiled chunk between host callbacks (a multiple of log_every)
+    # Data parallelism (jaxrl.devices): `env_axes(state)` gives, for each leaf of one run's state, the
+    # axis that indexes its environments (devices.NO_ENV_AXIS: none; a replay buffer [capacity,
+    # num_envs, ...] says 1), and `env_shards` the device counts that axis splits over (any divisor; 0: none).
+    env_axes: Callable[[Any], Any] | None = None
+    env_shards: int = 0
+    # NaN isolation: `guarded(state)` marks (pytree of bools) the leaves whose non-finite values mean the run
+    # diverged; a diverged chunk is rolled back whole. None: every floating-point leaf.
+    guarded: Callable[[Any], Any] | None = None
+    # Updates whose metrics are aggregated on the device into one logged row: EPISODE_METRICS and
+    # `summed_metrics` add up, the others are averaged.
+    log_every: int = 1
+    summed_metrics: tuple[str, ...] = ()
+    # Where the state keeps the hyperparameters `init` was given (resume edits and PBT replace them).
+    get_hparams: Callable[[Any], Any] = lambda state: state.hparams
+    set_hparams: Callable[[Any, Any], Any] = lambda state, hparams: state.replace(hparams=hparams)
+
+    def __post_init__(self):
+        if self.updates_per_chunk % self.log_every:
+            raise JaxrlError(f"updates_per_chunk={self.updates_per_chunk} must be a multiple of "
+                             f"log_every={self.log_every}")
+
+    @property
+    def summed(self) -> frozenset[str]:
+        return frozenset(EPISODE_METRICS + self.summed_metrics)
+
+    def check_metrics(self, metric_shapes: Mapping[str, Any], algo: str = "the algorithm") -> None:
+        """Refuse, before compiling, an update whose metrics break the contract."""
+        missing = [k for k in EPISODE_METRICS if k not in metric_shapes]
+        if missing:
+            raise JaxrlError(f"{algo}'s update returns no {', '.join(missing)} metric(s); every update must report "
+                             f"the episode statistics {', '.join(EPISODE_METRICS)}")
+        shaped = [f"{k} {tuple(v.shape)}" for k, v in metric_shapes.items() if v.shape != ()]
+        if shaped:
+            raise JaxrlError(f"{algo}'s update metrics must be scalars; got {', '.join(shaped)}")
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """What an algorithm module declares (see the module docstring)."""
+
+    name: str
+    description: str
+    Config: type  # frozen dataclass with static/dynamic/run fields (jaxrl.config)
+    make_program: Callable[[Any], Program]  # config -> Program (builds the env, validates it fits)
+    policy_state: Callable[[Any], dict]  # runner state -> what the trained policy needs (params, statistics)
+    # (config, env, env_params, stochastic=False) -> act(policy_state, obs, key=None) -> action
+    make_policy: Callable[..., Callable]
+    presets: Mapping[str, Mapping[str, Any]] = None  # env-id prefix -> settings applied under the user's
+    # Optional hooks, declared rather than discovered.
+    # evaluate(config, policy, episodes, seed, opponents=None, opening=0) -> dict or None (the generic evaluation)
+    evaluate: Callable | None = None
+    report: Callable | None = None  # report(config, policy, run_dir, steps_per_update) -> summary entries
+    make_actor: Callable | None = None  # league play: (config, env, env_params) -> act(params, obs, key)
+    recurrent: Callable[[Any], bool] = lambda config: False  # does the policy carry a hidden state?
+
+    def __post_init__(self):
+        object.__setattr__(self, "presets", dict(self.presets or {}))
+
+    def make_train(self, config) -> Callable:
+        """`train(key, hparams=None)` of `config` (see `make_train`); None: the config's dynamic fields."""
+        return make_train(self.make_program(config), hparams(config))
+
+
+def make_train(program: Program, default_hparams) -> Callable:
+    """`train(key, hparams=None) -> (state, metrics [num_updates])`: the whole run as one function, vmappable
+    over keys and hyperparameters (a pytree of numbers; None: `default_hparams`), so an outer loop (evolution
+    strategies, meta-learning) can vmap or differentiate whole runs."""
+
+    def train(key, hparams=None):
+        state = program.init(key, default_hparams if hparams is None else hparams)
+        return jax.lax.scan(lambda s, _: program.update(s), state, None, program.num_updates)
+
+    return train
