@@ -27,10 +27,10 @@ from common import machine, provenance
 
 from jaxrl import api, distributions, envs
 from jaxrl.algos import ippo as ippo_algo
-from jaxrl.algos.ppo import make_optimizer
 from jaxrl.config import to_dict
 from jaxrl.losses import ppo_policy_loss, value_loss
 from jaxrl.networks import ActorCritic
+from jaxrl.optim import make_optimizer
 
 JAXMARL_IPPO = {"steps_per_s": 63_000, "return": -60.9}  # JaxMARL IPPO baseline, 1e7 steps, same class of CPU
 
@@ -85,7 +85,7 @@ def floors() -> list[dict]:
              "log_prob": jnp.full(samples, -jnp.log(num_actions)), "value": jnp.zeros(samples),
              "advantages": jax.random.normal(key, (samples,)), "targets": jnp.ones(samples)}
     net_params = network.init(key, batch["obs"][:1])
-    optimizer = make_optimizer({"max_grad_norm": config.max_grad_norm}, config.lr)
+    optimizer = make_optimizer(config.lr, config.max_grad_norm)
 
     def loss(net_params, mb):
         logits, values = network.apply(net_params, mb["obs"])

@@ -61,3 +61,22 @@ def value_loss(values, old_values, targets, clip_eps, clip: bool, weights=None):
         clipped = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
         loss = jnp.maximum(loss, jnp.square(clipped - targets))
     return 0.5 * mean(loss, weights)
+
+
+def ppo_loss(log_prob, entropy, values, old_log_prob, old_values, advantages, targets, hp: dict, clip_value: bool,
+             normalize_advantages: bool, weights=None, value_weights=None):
+    """PPO's objective on a minibatch (to minimise): clipped surrogate + vf_coef * value loss - ent_coef * entropy.
+
+    All arrays share one shape, one entry per sample: log_prob, entropy and values of the current network;
+    old_log_prob and old_values from the rollout; advantages and value targets. hp: clip_eps, vf_coef, ent_coef.
+    `weights` (0/1) drop samples from the policy loss, entropy and advantage statistics (an action that did not
+    count); `value_weights` from the value loss (a sample not the learner's). Returns (total, stats).
+    """
+    if normalize_advantages:
+        advantages = normalize(advantages, weights)
+    pi_loss, clip_frac, approx_kl = ppo_policy_loss(log_prob, old_log_prob, advantages, hp["clip_eps"], weights)
+    v_loss = value_loss(values, old_values, targets, hp["clip_eps"], clip_value, value_weights)
+    entropy = mean(entropy, weights)
+    total = pi_loss + hp["vf_coef"] * v_loss - hp["ent_coef"] * entropy
+    return total, {"policy_loss": pi_loss, "value_loss": v_loss, "entropy": entropy,
+                   "approx_kl": approx_kl, "clip_frac": clip_frac}

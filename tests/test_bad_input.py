@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from jaxrl import api, cli, loop
+from jaxrl import cli, loop
 from jaxrl.algos import ppo
 from jaxrl.config import hparams
+from jaxrl.optim import make_optimizer
 from jaxrl.session import run_keys
 
 HUGE_ROLLOUT = ["--set", "num_envs=4194304", "--set", "num_steps=65536", "--total-timesteps", "274877906944"]
@@ -87,7 +88,7 @@ def test_max_grad_norm_zero_turns_clipping_off():
     big, small = {"w": np.array([30.0, 40.0], np.float32)}, {"w": np.array([0.3, 0.4], np.float32)}
 
     def two_steps(max_grad_norm):
-        opt = ppo.make_optimizer({"max_grad_norm": max_grad_norm}, 1e-3)
+        opt = make_optimizer(1e-3, max_grad_norm)
         state = opt.init(params)
         _, state = opt.update(big, state, params)
         return opt.update(small, state, params)[0]["w"]

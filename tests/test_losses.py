@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl.losses import gae, ppo_policy_loss, value_loss
+from jaxrl.losses import gae, ppo_loss, ppo_policy_loss, value_loss
 
 
 def gae_reference(rewards, values, next_values, terminated, truncated, gamma, lam):
@@ -62,6 +62,52 @@ def test_value_clipping_takes_the_pessimistic_loss():
     values, old, targets = jnp.array([2.0]), jnp.array([0.0]), jnp.array([2.0])
     assert float(value_loss(values, old, targets, 0.2, clip=False)) == pytest.approx(0.0)
     assert float(value_loss(values, old, targets, 0.2, clip=True)) == pytest.approx(0.5 * 1.8**2)
+
+
+
+def ppo_loss_reference(log_prob, entropy, values, old_log_prob, old_values, advantages, targets, hp, clip_value,
+                       normalize_advantages, acts, learns):
+    """PPO's objective over the samples that count: those that act (policy, entropy, advantage statistics)
+    and the learner's (value loss)."""
+    a, v = acts.astype(bool), learns.astype(bool)
+    adv = advantages[a]
+    if normalize_advantages:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    ratio = np.exp(log_prob[a] - old_log_prob[a])
+    eps = hp["clip_eps"]
+    policy = -np.minimum(ratio * adv, np.clip(ratio, 1 - eps, 1 + eps) * adv).mean()
+    value_error = (values[v] - targets[v]) ** 2
+    if clip_value:
+        clipped = old_values[v] + np.clip(values[v] - old_values[v], -eps, eps)
+        value_error = np.maximum(value_error, (clipped - targets[v]) ** 2)
+    value = 0.5 * value_error.mean()
+    ent = entropy[a].mean()
+    stats = {"policy_loss": policy, "value_loss": value, "entropy": ent,
+             "approx_kl": (ratio - 1 - np.log(ratio)).mean(), "clip_frac": (np.abs(ratio - 1) > eps).mean()}
+    return policy + hp["vf_coef"] * value - hp["ent_coef"] * ent, stats
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("clip_value,normalize_advantages", [(True, True), (False, False)])
+def test_ppo_loss_matches_numpy_reference(weighted, clip_value, normalize_advantages):
+    rng = np.random.default_rng(1)
+    n = 200
+    old_log_prob = rng.normal(-1.0, 0.3, n)
+    log_prob = old_log_prob + rng.normal(0.0, 0.3, n)  # ratios on both sides of the clip range
+    entropy, values, old_values, advantages = rng.random(n), rng.normal(size=n), rng.normal(size=n), rng.normal(size=n)
+    targets = rng.normal(size=n)
+    acts = (rng.random(n) < 0.7 if weighted else np.ones(n)).astype(np.float32)
+    learns = (rng.random(n) < 0.8 if weighted else np.ones(n)).astype(np.float32)
+    hp = {"clip_eps": 0.2, "vf_coef": 0.5, "ent_coef": 0.01}
+    arrays = (log_prob, entropy, values, old_log_prob, old_values, advantages, targets)
+    weights = (jnp.asarray(acts), jnp.asarray(learns)) if weighted else ()
+    total, stats = ppo_loss(*map(jnp.asarray, arrays), hp, clip_value, normalize_advantages, *weights)
+    ref_total, ref_stats = ppo_loss_reference(*arrays, hp, clip_value, normalize_advantages, acts, learns)
+    assert 0 < ref_stats["clip_frac"] < 1
+    np.testing.assert_allclose(float(total), ref_total, rtol=1e-5, atol=1e-6)
+    assert stats.keys() == ref_stats.keys()
+    for k, v in ref_stats.items():
+        np.testing.assert_allclose(float(stats[k]), v, rtol=1e-5, atol=1e-6, err_msg=k)
 
 
 @pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (3, 5, 7)])

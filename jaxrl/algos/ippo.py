@@ -24,16 +24,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import struct
 
 from jaxrl import distributions, envs, loop, selfplay
 from jaxrl.algos.base import Algorithm, Program
-from jaxrl.algos.ppo import make_optimizer
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
-from jaxrl.losses import gae, normalize, ppo_policy_loss, value_loss
-from jaxrl.losses import mean as weighted_mean
+from jaxrl.losses import gae, ppo_loss
 from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, check_conv
+from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import RecurrentPolicy, collect_rollout
 
 
@@ -331,7 +329,7 @@ def make_program(config: Config) -> loop.Program:
         else:
             init_args = (x, c)
         params = jax.vmap(lambda k: network.init(k, *init_args))(jax.random.split(net_key, P))  # members differ
-        opt_state = jax.vmap(make_optimizer(hp, 0.0).init)(params)
+        opt_state = jax.vmap(make_optimizer(0.0, hp["max_grad_norm"]).init)(params)
         league = selfplay.init_league(jax.tree.map(lambda x: x[0], params), config.pool_size, P, len(scripted))
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
         return RunnerState(params, opt_state, env_state, view, memory, key, jnp.int32(0),
@@ -397,24 +395,15 @@ def make_program(config: Config) -> loop.Program:
         dist, values = apply_batch(params, batch)
         if discrete:
             dist = jnp.where(batch["mask"], dist, -1e9)
-        log_prob = distributions.log_prob(dist, batch["action"], discrete)
-        advantages, w = batch["advantages"], batch["acts"]
-        if config.normalize_advantages:
-            advantages = normalize(advantages, w)
-        pi_loss, clip_frac, approx_kl = ppo_policy_loss(log_prob, batch["log_prob"], advantages, hp["clip_eps"], w)
-        v_loss = value_loss(values, batch["value"], batch["targets"], hp["clip_eps"], config.clip_value,
-                            batch["learns"])
-        entropy = weighted_mean(distributions.entropy(dist, discrete), w)
-        total = pi_loss + hp["vf_coef"] * v_loss - hp["ent_coef"] * entropy
-        return total, {"policy_loss": pi_loss, "value_loss": v_loss, "entropy": entropy,
-                       "approx_kl": approx_kl, "clip_frac": clip_frac}
+        return ppo_loss(distributions.log_prob(dist, batch["action"], discrete), distributions.entropy(dist, discrete),
+                        values, batch["log_prob"], batch["value"], batch["advantages"], batch["targets"], hp,
+                        config.clip_value, config.normalize_advantages, batch["acts"], batch["learns"])
 
     def update_minibatch(carry, batch):
         params, opt_state, hp, lr = carry
-        grads, stats = jax.grad(loss_fn, has_aux=True)(params, batch, hp)
-        updates, opt_state = make_optimizer(hp, lr).update(grads, opt_state, params)
-        stats["grad_norm"] = optax.tree.norm(grads)
-        return (optax.apply_updates(params, updates), opt_state, hp, lr), stats
+        params, opt_state, stats = gradient_step(make_optimizer(lr, hp["max_grad_norm"]), loss_fn, params,
+                                                 opt_state, batch, hp)
+        return (params, opt_state, hp, lr), stats
 
     def learn(params, opt_state, batch, key, hp, lr):
         """PPO epochs of one policy on its samples (leaves [samples, ...])."""

@@ -14,15 +14,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import struct
 
 from jaxrl import distributions, envs, loop
 from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
-from jaxrl.losses import gae, ppo_policy_loss, value_loss
 from jaxrl.devices import NO_ENV_AXIS
+from jaxrl.losses import gae, ppo_loss
 from jaxrl.networks import ACTIVATIONS, ActorCritic, check_conv
+from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import collect_rollout, episode_metrics
 
 
@@ -108,13 +108,6 @@ class RunnerState:
     hparams: dict  # dynamic config fields as traced scalars
 
 
-def make_optimizer(hp: dict, lr) -> optax.GradientTransformation:
-    # Rebuilt inside the program from traced numbers; its state structure does not depend on them.
-    # max_grad_norm=0 turns clipping off; the infinite bound lives only here, not in the (checked-finite) state.
-    max_norm = jnp.where(hp["max_grad_norm"] > 0, hp["max_grad_norm"], jnp.inf)
-    return optax.chain(optax.clip_by_global_norm(max_norm), optax.scale_by_adam(eps=1e-5), optax.scale(-lr))
-
-
 def make_network(config: Config, env: envs.Environment, env_params) -> tuple[ActorCritic, bool]:
     if env.num_agents is not None:
         raise ConfigError(f"ppo is a single-agent algorithm; {config.env} has {env.num_agents} agents")
@@ -138,7 +131,7 @@ def make_program(config: Config) -> loop.Program:
         key, net_key, env_key = jax.random.split(key, 3)
         obs, env_state = env.reset(env_key, env_params)
         params = network.init(net_key, obs)
-        opt_state = make_optimizer(hp, 0.0).init(params)
+        opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
         return RunnerState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
 
@@ -158,22 +151,15 @@ def make_program(config: Config) -> loop.Program:
     def loss_fn(params, batch, hp):
         traj, advantages, targets = batch
         dist, values = network.apply(params, traj.obs)
-        log_prob = distributions.log_prob(dist, traj.action, discrete)
-        if config.normalize_advantages:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        pi_loss, clip_frac, approx_kl = ppo_policy_loss(log_prob, traj.extras["log_prob"], advantages, hp["clip_eps"])
-        v_loss = value_loss(values, traj.extras["value"], targets, hp["clip_eps"], config.clip_value)
-        entropy = distributions.entropy(dist, discrete).mean()
-        total = pi_loss + hp["vf_coef"] * v_loss - hp["ent_coef"] * entropy
-        return total, {"policy_loss": pi_loss, "value_loss": v_loss, "entropy": entropy,
-                       "approx_kl": approx_kl, "clip_frac": clip_frac}
+        return ppo_loss(distributions.log_prob(dist, traj.action, discrete), distributions.entropy(dist, discrete),
+                        values, traj.extras["log_prob"], traj.extras["value"], advantages, targets, hp,
+                        config.clip_value, config.normalize_advantages)
 
     def update_minibatch(carry, batch):
         params, opt_state, hp, lr = carry
-        grads, stats = jax.grad(loss_fn, has_aux=True)(params, batch, hp)
-        updates, opt_state = make_optimizer(hp, lr).update(grads, opt_state, params)
-        stats["grad_norm"] = optax.tree.norm(grads)
-        return (optax.apply_updates(params, updates), opt_state, hp, lr), stats
+        params, opt_state, stats = gradient_step(make_optimizer(lr, hp["max_grad_norm"]), loss_fn, params,
+                                                 opt_state, batch, hp)
+        return (params, opt_state, hp, lr), stats
 
     def minibatches(x, order):
         """[T, N, ...] -> [num_minibatches, N/env_groups * T/time_splits, ...]: each env's steps in its own
