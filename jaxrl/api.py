@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl import algos, checkpoint, records
+from jaxrl import algos, checkpoint, plots, records
 from jaxrl.algos import resolve_config
 from jaxrl.config import check_keys, hparams, load_yaml, to_dict
 from jaxrl.progress import Progress
@@ -186,7 +186,7 @@ def _execute(config, program, layout, run_dir, rec, progress: bool, eval_episode
         if eval_episodes:
             summary["eval"] = evaluate_state(config, policy, eval_episodes, seed=config.seed)
         if rec:
-            records.plot_curves(rec.path, metrics, program.steps_per_update, f"{algo} on {config.env}")
+            plots.plot_curves(rec.path, metrics, program.steps_per_update, f"{algo} on {config.env}")
             if hasattr(module, "report"):  # an algorithm's own after-training record (self-play ratings)
                 summary.update(module.report(config, policy, rec.path, program.steps_per_update))
             summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
@@ -388,7 +388,8 @@ def evaluate(run_dir: str | Path, episodes: int | None = None, seed: int = 0, st
     if show:
         import jax
 
-        from jaxrl import arena, envs
+        from jaxrl import envs
+        from jaxrl.league import arena
 
         env = envs.make(config.env)
         act = module.make_actor(config, env, env.default_params)
@@ -438,7 +439,8 @@ def _opponents(spec: str | None, config) -> dict:
     (SMAX's heuristic enemy); no spec: None (the game's scripted and built-in opponents)."""
     if spec is None:
         return None
-    from jaxrl import arena, envs
+    from jaxrl import envs
+    from jaxrl.league import arena
 
     env = envs.make(config.env)
     scripted = arena.scripted_players(env) | dict.fromkeys(getattr(env.unwrapped, "fixed_opponents", {}))

@@ -7,7 +7,7 @@ sampled under each agent's legal-action mask, and agents that do not act (a boar
 not to move) do not count in the policy loss.
 
 With `selfplay` set, the env is a two-sided zero-sum game: the learner controls one side of
-each env (half the envs each side) and an opponent from `jaxrl.selfplay` the other, or
+each env (half the envs each side) and an opponent from `jaxrl.league.selfplay` the other, or
 itself on both sides (latest). `selfplay=population` trains `population_size` policies at
 once, vmapped, each on its own block of envs.
 
@@ -27,12 +27,13 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxrl import distributions, envs, loop, selfplay
+from jaxrl import distributions, envs, loop
 from jaxrl.algos.ppo import make_optimizer
 from jaxrl.config import ConfigError, check_run_fields, dynamic, hparams, run, static, validate_fields
 from jaxrl.losses import gae, normalize, ppo_policy_loss, value_loss
 from jaxrl.losses import mean as weighted_mean
 from jaxrl.evaluate import RecurrentPolicy
+from jaxrl.league import selfplay
 from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, check_conv
 from jaxrl.rollout import collect_rollout
 
@@ -202,7 +203,7 @@ def scripted_league(config: Config, env: envs.Environment) -> list:
     """The arena players named by `config.scripted_opponents`; a clear error for unknown names."""
     if not config.scripted_opponents:
         return []
-    from jaxrl import arena
+    from jaxrl.league import arena
 
     available = arena.scripted_players(env)
     unknown = [name for name in config.scripted_opponents if name not in available]
@@ -562,7 +563,7 @@ def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0, opponen
     (the default return evaluation applies)."""
     if config.selfplay == "off":
         return None
-    from jaxrl import arena
+    from jaxrl.league import arena
 
     env = envs.make(config.env)
     act = make_actor(config, env, env.default_params)
@@ -586,7 +587,7 @@ def report(config: Config, policy: dict, run_dir, steps_per_update: int) -> dict
     """After a self-play run: Elo of the pool snapshots (first seed) and the population, with plots."""
     if config.selfplay == "off":
         return {}
-    from jaxrl import arena
+    from jaxrl.league import ratings
 
     env = envs.make(config.env)
     act = make_actor(config, env, env.default_params, stochastic=True)
@@ -595,6 +596,6 @@ def report(config: Config, policy: dict, run_dir, steps_per_update: int) -> dict
     order = [i for i in np.argsort(updates) if updates[i] >= 0]
     snapshots = jax.tree.map(lambda x: x[np.asarray(order)], first["pool"])
     members = first["params"] if config.policies > 1 else None
-    return {"league": arena.league_report(env, act, snapshots, updates[order] * steps_per_update, members,
-                                          run_dir, f"{config_name(config)} {config.selfplay} on {config.env}",
-                                          seed=config.seed)}
+    return {"league": ratings.league_report(env, act, snapshots, updates[order] * steps_per_update, members,
+                                            run_dir, f"{config_name(config)} {config.selfplay} on {config.env}",
+                                            seed=config.seed)}
