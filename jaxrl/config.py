@@ -202,3 +202,17 @@ def describe(config_cls) -> str:
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         lines.append(f"  {f.name:<20} {f.metadata['kind']:<8} {default!r:<22} {f.metadata['doc']}")
     return "\n".join(lines)
+
+
+def format_value(value) -> str:
+    """A field's value as a person reads it: floats to 4 significant digits, tuples as [a,b]."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, tuple):
+        return "[" + ",".join(map(str, value)) + "]"
+    return str(value)
+
+
+def format_point(point: dict) -> str:
+    """Field values as `lr=0.001, clip_eps=0.2` (a sweep point, a PBT member's hyperparameters)."""
+    return ", ".join(f"{k}={format_value(v)}" for k, v in point.items())

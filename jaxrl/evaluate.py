@@ -79,7 +79,8 @@ def evaluate_run(run_dir: str | Path, episodes: int | None = None, seed: int = 0
     if show:
         import jax
 
-        from jaxrl import arena, envs
+        from jaxrl import envs
+        from jaxrl.league import arena
 
         env = envs.make(config.env)
         act = algorithm.make_actor(config, env, env.default_params)
@@ -129,7 +130,8 @@ def _opponents(spec: str | None, config) -> dict:
     (SMAX's heuristic enemy); no spec: None (the game's scripted and built-in opponents)."""
     if spec is None:
         return None
-    from jaxrl import arena, envs
+    from jaxrl import envs
+    from jaxrl.league import arena
 
     env = envs.make(config.env)
     scripted = arena.scripted_players(env) | dict.fromkeys(getattr(env.unwrapped, "fixed_opponents", {}))

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl import algos, records, sweep
-from jaxrl.config import ConfigError, fields_of, hparams
+from jaxrl import algos, plots, records, sweep
+from jaxrl.config import ConfigError, fields_of, format_point, hparams
 from jaxrl.stats import nanmean
 
 PBT_KEYS = ("population", "ready", "fraction", "perturb")
@@ -347,7 +347,7 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, checkpoint_every, star
         records.save_arrays(out_dir / "curves.npz", {
             "env_steps": loop.logged_updates(program) * program.steps_per_update,
             "returns": returns.reshape(R, P, -1)})
-        plot_schedules(out_dir / "schedules.png", spec, schedule, metrics, program.steps_per_update)
+        plots.plot_schedules(out_dir / "schedules.png", spec, schedule, metrics, program.steps_per_update)
         summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
         rec.write_json("summary.json", summary)
         rec.finish("finished")
@@ -362,43 +362,5 @@ def format_result(result: PBTResult) -> str:
              f"  best member final return per population: {s['best_final_return_per_population']} "
              f"(mean {s['best_final_return_mean']}); population mean {s['population_final_return_mean']}"]
     for r, hp in enumerate(s["best_member_final_hparams"]):
-        lines.append(f"  population {r}: best member ends with {sweep.format_point(hp)}")
+        lines.append(f"  population {r}: best member ends with {format_point(hp)}")
     return "\n".join(lines)
-
-
-def plot_schedules(path: Path, spec: PBTSpec, schedule: list[dict], metrics: dict, steps_per_update: int) -> Path:
-    """Each member's explored hyperparameters over training (one panel each) and the population's returns."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    dims = spec.sweep.space
-    R, P = spec.sweep.seeds, spec.settings.population
-    fig, axes = plt.subplots(1, len(dims) + 1, figsize=(4.5 * (len(dims) + 1), 3.6), squeeze=False)
-    cmap = plt.get_cmap("viridis")
-    for ax, dim in zip(axes[0], dims):
-        for r in range(R):
-            for m in range(P):
-                rows = [row for row in schedule if row["population"] == r and row["member"] == m]
-                x = [row["env_steps"] for row in rows] + [metrics["episodes"].shape[1] * steps_per_update]
-                y = [row[dim.name] for row in rows]
-                ax.step(x, y + y[-1:], where="post", lw=0.8, alpha=0.6,
-                        color=cmap(m / max(P - 1, 1)), linestyle="-" if r == 0 else "--")
-        if dim.log_scale:
-            ax.set_yscale("log")
-        ax.set_xlabel("env steps")
-        ax.set_title(f"{dim.name} of each member", fontsize=10)
-        ax.grid(alpha=0.3)
-    ax = axes[0][-1]
-    x = (np.arange(metrics["episodes"].shape[1]) + 1) * steps_per_update
-    returns = records.smoothed_returns(metrics)
-    for i in range(R * P):
-        ax.plot(x, returns[i], lw=0.6, alpha=0.5, color=cmap((i % P) / max(P - 1, 1)))
-    ax.set_xlabel("env steps")
-    ax.set_title("episode return of each member", fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.suptitle(f"PBT {spec.sweep.name}: {R} population(s) x {P}, ready every {spec.settings.ready} updates "
-                 f"(solid: population 0)", fontsize=10)
-    fig.tight_layout()
-    return records.save_figure(fig, path)

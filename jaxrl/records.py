@@ -31,7 +31,6 @@ import numpy as np
 import yaml
 
 from jaxrl.errors import JaxrlError
-from jaxrl.stats import nanmean
 
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "chex", "orbax-checkpoint", "gymnax", "brax", "jaxmarl", "numpy")
 
@@ -288,7 +287,7 @@ class RunRecord(Record):
     def reopen(cls, path: Path, done: int, lock: RunLock) -> RunRecord:
         """Continue a run directory, whose `lock` the caller holds, from update `done`: metrics rows
         after it are dropped (they are computed again), temporary files a killed process left are removed."""
-        for tmp in [*Path(path).glob(".*.tmp"), *Path(path).glob(".*.tmp.*")]:  # atomic_write, save_figure
+        for tmp in [*Path(path).glob(".*.tmp"), *Path(path).glob(".*.tmp.*")]:  # atomic_write, plots.save_figure
             tmp.unlink(missing_ok=True)
         rec = super().reopen(path, from_update=done)
         rec.lock = lock
@@ -349,41 +348,6 @@ def _typed(row: dict) -> dict:
         else:
             out[k] = float(v)
     return out
-
-
-def plot_curves(run_dir: Path, metrics: dict[str, np.ndarray], steps_per_update: int, title: str) -> Path:
-    """curves.png: episode return (mean over seeds, min-max band), value loss, entropy vs env steps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    x = (np.arange(metrics["episodes"].shape[1]) + 1) * steps_per_update
-    returns = smoothed_returns(metrics)
-    panels = [("episode return", returns)] + [(k.replace("_", " "), metrics[k]) for k in ("value_loss", "entropy")
-                                               if k in metrics]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4))
-    for ax, (name, y) in zip(np.atleast_1d(axes), panels):
-        ax.plot(x, nanmean(y, axis=0), lw=1.5)
-        if y.shape[0] > 1:  # fmin/fmax: NaN, without a warning, at updates where no seed finished an episode
-            ax.fill_between(x, np.fmin.reduce(y, axis=0), np.fmax.reduce(y, axis=0), alpha=0.25)
-        ax.set_xlabel("env steps")
-        ax.set_title(name + (f" ({y.shape[0]} seeds)" if y.shape[0] > 1 else ""))
-        ax.grid(alpha=0.3)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return save_figure(fig, Path(run_dir) / "curves.png")
-
-
-def save_figure(fig, path: Path) -> Path:
-    """Write a matplotlib figure atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
 
 
 def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from jaxrl import algos, records
-from jaxrl.config import ConfigError, check_keys, declared_type, fields_of, hparams, load_yaml, to_dict
+from jaxrl import algos, plots, records
+from jaxrl.config import (ConfigError, check_keys, declared_type, fields_of, format_point, format_value, hparams,
+                          load_yaml, to_dict)
 from jaxrl.stats import bootstrap_ci, nanmean
 
 SPEC_KEYS = ("name", "algo", "env", "base", "space", "method", "num_points", "budget", "seeds", "seed",
@@ -284,18 +285,6 @@ def default_block_size() -> int:
     return 32 if jax.default_backend() == "cpu" else 1024
 
 
-def format_point(point: dict) -> str:
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in point.items())
-
-
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, tuple):
-        return "[" + ",".join(map(str, value)) + "]"
-    return str(value)
-
-
 @dataclass
 class SweepResult:
     sweep_dir: Path | None
@@ -367,7 +356,7 @@ def resume_sweep(sweep_dir: str | Path, progress: bool = True, devices: int | No
 
 
 def _fmt_point(point: dict) -> dict:
-    return {k: _fmt(tuple(v) if isinstance(v, list) else v) for k, v in point.items()}
+    return {k: format_value(tuple(v) if isinstance(v, list) else v) for k, v in point.items()}
 
 
 def _run_row(row: dict, points: list[dict]) -> dict:
@@ -487,8 +476,8 @@ def _run_groups(spec, points, configs, groups, programs, sweep_dir, rec, progres
         rec.write_ranking(ranking)
         if best_config is not None:
             rec.write_best(spec, best_config, ranking[0])
-        plot_hparams(sweep_dir / "hparams.png", spec, points, runs)
-        plot_top_curves(sweep_dir / "top_curves.png", spec, points, ranking, curves)
+        plots.plot_hparams(sweep_dir / "hparams.png", spec, points, runs)
+        plots.plot_top_curves(sweep_dir / "top_curves.png", spec, points, ranking, curves)
         summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
         rec.write_json("summary.json", summary)
         rec.finish("finished")
@@ -501,7 +490,7 @@ def _round(x) -> float | str:
 
 
 def _csv_value(v):
-    return _fmt(v) if isinstance(v, tuple) else v
+    return format_value(v) if isinstance(v, tuple) else v
 
 
 def rank_points(spec: SweepSpec, points: list[dict], runs: list[dict]) -> list[dict]:
@@ -538,7 +527,7 @@ def format_ranking(spec: SweepSpec, ranking: list[dict], top: int = 10, bottom: 
             continue
         score = "-" if row["score"] == "" else f"{row['score']:.1f} [{row['ci_low']:.1f}, {row['ci_high']:.1f}]"
         status = f"diverged {row['diverged']}/{row['seeds']}" if row["diverged"] else "ok"
-        lines.append([str(row["rank"]), str(row["point"]), *[_fmt(row[n]) for n in names], score, status])
+        lines.append([str(row["rank"]), str(row["point"]), *[format_value(row[n]) for n in names], score, status])
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     fmt = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
     return "\n".join([fmt(header), fmt(["-" * w for w in widths])] + [fmt(line) for line in lines])
@@ -571,81 +560,3 @@ class SweepRecord(records.Record):
                   f"# retrain: jaxrl train --config best.yaml\n")
         body = yaml.safe_dump({"algo": spec.algo, **to_dict(config)}, sort_keys=False)
         records.atomic_write(self.path / "best.yaml", header + body)
-
-
-def _numeric(values) -> bool:
-    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-
-
-def plot_hparams(path: Path, spec: SweepSpec, points: list[dict], runs: list[dict]) -> Path:
-    """Score of every run against each swept hyperparameter (log axes for log spaces); diverged runs as red x."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    dims = spec.space
-    fig, axes = plt.subplots(1, len(dims), figsize=(4.2 * len(dims), 3.4), squeeze=False)
-    scores = np.array([r[spec.metric] if r[spec.metric] != "" else np.nan for r in runs], np.float64)
-    floor = np.nanmin(scores) if np.any(np.isfinite(scores)) else 0.0
-    diverged = np.array([r["status"] == "diverged" for r in runs])
-    for ax, dim in zip(axes[0], dims):
-        raw = [points[r["point"]][dim.name] for r in runs]
-        if _numeric(raw):
-            x = np.asarray(raw, np.float64)
-        else:
-            labels = list(dict.fromkeys(map(_fmt, dim.values or raw)))
-            x = np.asarray([labels.index(_fmt(v)) for v in raw], np.float64)
-            ax.set_xticks(range(len(labels)), labels)
-        ok = ~diverged & np.isfinite(scores)
-        ax.scatter(x[ok], scores[ok], s=14, alpha=0.7, label="run")
-        if diverged.any():
-            ax.scatter(x[diverged], np.full(diverged.sum(), floor), marker="x", color="red", s=30, label="diverged")
-        if dim.log_scale and _numeric(raw):
-            ax.set_xscale("log")
-        ax.set_xlabel(dim.name)
-        ax.set_ylabel(spec.metric.replace("_", " "))
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"sweep {spec.name}: {len(points)} points x {spec.seeds} seeds", fontsize=10)
-    fig.tight_layout()
-    return records.save_figure(fig, path)
-
-
-def plot_top_curves(path: Path, spec: SweepSpec, points: list[dict], ranking: list[dict],
-                    curves: dict[str, np.ndarray], k: int = 5) -> Path:
-    """Learning curves (mean over seeds, min-max band) of the top-k points."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    where = {}  # run id -> (group, row)
-    for key in curves:
-        if key.endswith("_runs"):
-            g = key[: -len("_runs")]
-            for row, run in enumerate(curves[key]):
-                where[int(run)] = (g, row)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    top = [row for row in ranking if row["score"] != ""][:k]
-    for row in top:
-        p = row["point"]
-        found = [where[p * spec.seeds + s] for s in range(spec.seeds) if p * spec.seeds + s in where]
-        g = found[0][0]
-        x = curves[f"{g}_env_steps"]
-        ys = np.stack([curves[f"{g}_returns"][r] for _, r in found])
-        ys = records.smoothed_returns({"episodes": np.isfinite(ys).astype(np.float32),
-                                       "episode_return_sum": np.nan_to_num(ys)})
-        mean = nanmean(ys, axis=0)
-        line, = ax.plot(x, mean, lw=1.5, label=f"#{row['rank']}: {format_point(points[p])}")
-        if ys.shape[0] > 1:  # fmin/fmax: NaN, without a warning, at updates where no seed finished an episode
-            ax.fill_between(x, np.fmin.reduce(ys, axis=0), np.fmax.reduce(ys, axis=0), alpha=0.15,
-                            color=line.get_color())
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("episode return")
-    ax.set_title(f"top {len(top)} points of sweep {spec.name} ({spec.seeds} seeds each)", fontsize=10)
-    ax.grid(alpha=0.3)
-    if top:  # no point scored (no run finished an episode): nothing to label
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return records.save_figure(fig, path)

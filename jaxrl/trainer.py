@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl import algos, checkpoint, devices as devices_, loop, records
+from jaxrl import algos, checkpoint, devices as devices_, loop, plots, records
 from jaxrl.config import check_keys, fields_of, hparams, to_dict
 from jaxrl.errors import JaxrlError
 from jaxrl.progress import Progress
@@ -120,7 +120,7 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
 
             summary["eval"] = evaluate_state(config, policy, eval_episodes, seed=config.seed)
         if rec:
-            records.plot_curves(rec.path, metrics, program.steps_per_update * program.log_every,
+            plots.plot_curves(rec.path, metrics, program.steps_per_update * program.log_every,
                               f"{algorithm.name} on {config.env}")
             if algorithm.report:  # an algorithm's own after-training record (self-play ratings)
                 summary.update(algorithm.report(config, policy, rec.path, program.steps_per_update))

@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import algos, api, arena, envs, selfplay
+from jaxrl import algos, api, envs
 from jaxrl.algos import ippo
 from jaxrl.config import hparams
 from jaxrl.errors import JaxrlError
+from jaxrl.league import arena, ratings, selfplay
 from jaxrl.losses import ppo_policy_loss, value_loss
 
 pytestmark = pytest.mark.timeout(300)
@@ -179,7 +180,7 @@ def test_minimax_never_loses_and_elo_orders_players():
     true = np.array([0.0, 200.0, 400.0])
     p = 1 / (1 + 10 ** (-(true[:, None] - true[None, :]) / 400))
     games = np.full((3, 3), 1000.0) - 1000 * np.eye(3)
-    r = arena.elo(p * games, games)
+    r = ratings.elo(p * games, games)
     np.testing.assert_allclose(r, true, atol=15)
 
 

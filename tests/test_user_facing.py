@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import api, cli, envs, records
+from jaxrl import api, cli, envs, plots, records
 from jaxrl.algos import ippo
 from jaxrl.config import hparams
 from jaxrl.errors import JaxrlError
@@ -148,7 +148,7 @@ def test_nanmean_and_curves_of_seeds_without_episodes_do_not_warn(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mean = nanmean(records.mean_returns(metrics), axis=0)
-        records.plot_curves(tmp_path, metrics, 10, "no episodes early on")
+        plots.plot_curves(tmp_path, metrics, 10, "no episodes early on")
     np.testing.assert_array_equal(mean, [np.nan, 5.0, 4.0])
 
 

@@ -7,7 +7,7 @@ sampled under each agent's legal-action mask, and agents that do not act (a boar
 not to move) do not count in the policy loss.
 
 With `selfplay` set, the env is a two-sided zero-sum game: the learner controls one side of
-each env (half the envs each side) and an opponent from `jaxrl.selfplay` the other, or
+each env (half the envs each side) and an opponent from `jaxrl.league.selfplay` the other, or
 itself on both sides (latest). `selfplay=population` trains `population_size` policies at
 once, vmapped, each on its own block of envs.
 
@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from jaxrl import distributions, envs, loop, selfplay
+from jaxrl import distributions, envs, loop
 from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
+from jaxrl.league import selfplay
 from jaxrl.losses import gae, ppo_loss
 from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, check_conv
 from jaxrl.optim import gradient_step, make_optimizer
@@ -200,7 +201,7 @@ def scripted_league(config: Config, env: envs.Environment) -> list:
     """The arena players named by `config.scripted_opponents`; a clear error for unknown names."""
     if not config.scripted_opponents:
         return []
-    from jaxrl import arena
+    from jaxrl.league import arena
 
     available = arena.scripted_players(env)
     unknown = [name for name in config.scripted_opponents if name not in available]
@@ -546,7 +547,7 @@ def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0, opponen
     (the default return evaluation applies)."""
     if config.selfplay == "off":
         return None
-    from jaxrl import arena
+    from jaxrl.league import arena
 
     env = envs.make(config.env)
     act = make_actor(config, env, env.default_params)
@@ -570,7 +571,7 @@ def report(config: Config, policy: dict, run_dir, steps_per_update: int) -> dict
     """After a self-play run: Elo of the pool snapshots (first seed) and the population, with plots."""
     if config.selfplay == "off":
         return {}
-    from jaxrl import arena
+    from jaxrl.league import ratings
 
     env = envs.make(config.env)
     act = make_actor(config, env, env.default_params, stochastic=True)
@@ -579,9 +580,9 @@ def report(config: Config, policy: dict, run_dir, steps_per_update: int) -> dict
     order = [i for i in np.argsort(updates) if updates[i] >= 0]
     snapshots = jax.tree.map(lambda x: x[np.asarray(order)], first["pool"])
     members = first["params"] if config.policies > 1 else None
-    return {"league": arena.league_report(env, act, snapshots, updates[order] * steps_per_update, members,
-                                          run_dir, f"{config_name(config)} {config.selfplay} on {config.env}",
-                                          seed=config.seed)}
+    return {"league": ratings.league_report(env, act, snapshots, updates[order] * steps_per_update, members,
+                                            run_dir, f"{config_name(config)} {config.selfplay} on {config.env}",
+                                            seed=config.seed)}
 
 
 ALGORITHM = Algorithm("ippo", "multi-agent PPO, parameters shared by all agents; self-play on two-player games",

@@ -1,0 +1,209 @@
+"""Every figure jaxrl draws, one function per PNG, each written atomically.
+
+    curves.png                   a run's learning curves (`jaxrl train`, `resume`)
+    hparams.png, top_curves.png  a sweep's scores per hyperparameter, its best points' curves
+    schedules.png                a PBT run's hyperparameter schedules and returns
+    ratings.png, winrate.png     a self-play run's Elo and round-robin matrix (`jaxrl eval`)
+matplotlib is imported inside the functions, on first use: importing it would add to the start-up
+time of every `jaxrl` command, most of which draw nothing until their run is over.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from jaxrl.config import format_point, format_value
+from jaxrl.records import smoothed_returns
+from jaxrl.stats import nanmean
+
+
+def _pyplot():
+    """matplotlib.pyplot on the non-interactive backend (files only, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Write a matplotlib figure atomically and close it."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    fig.savefig(tmp, dpi=110)
+    _pyplot().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_curves(run_dir: Path, metrics: dict[str, np.ndarray], steps_per_update: int, title: str) -> Path:
+    """curves.png: episode return (mean over seeds, min-max band), value loss, entropy vs env steps."""
+    plt = _pyplot()
+    x = (np.arange(metrics["episodes"].shape[1]) + 1) * steps_per_update
+    returns = smoothed_returns(metrics)
+    panels = [("episode return", returns)] + [(k.replace("_", " "), metrics[k]) for k in ("value_loss", "entropy")
+                                               if k in metrics]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.4))
+    for ax, (name, y) in zip(np.atleast_1d(axes), panels):
+        ax.plot(x, nanmean(y, axis=0), lw=1.5)
+        if y.shape[0] > 1:  # fmin/fmax: NaN, without a warning, at updates where no seed finished an episode
+            ax.fill_between(x, np.fmin.reduce(y, axis=0), np.fmax.reduce(y, axis=0), alpha=0.25)
+        ax.set_xlabel("env steps")
+        ax.set_title(name + (f" ({y.shape[0]} seeds)" if y.shape[0] > 1 else ""))
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, Path(run_dir) / "curves.png")
+
+
+def _numeric(values) -> bool:
+    return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def plot_hparams(path: Path, spec, points: list[dict], runs: list[dict]) -> Path:
+    """Score of every run of a sweep (`spec`: its `sweep.SweepSpec`) against each swept hyperparameter
+    (log axes for log spaces); diverged runs as red x."""
+    plt = _pyplot()
+    dims = spec.space
+    fig, axes = plt.subplots(1, len(dims), figsize=(4.2 * len(dims), 3.4), squeeze=False)
+    scores = np.array([r[spec.metric] if r[spec.metric] != "" else np.nan for r in runs], np.float64)
+    floor = np.nanmin(scores) if np.any(np.isfinite(scores)) else 0.0
+    diverged = np.array([r["status"] == "diverged" for r in runs])
+    for ax, dim in zip(axes[0], dims):
+        raw = [points[r["point"]][dim.name] for r in runs]
+        if _numeric(raw):
+            x = np.asarray(raw, np.float64)
+        else:
+            labels = list(dict.fromkeys(map(format_value, dim.values or raw)))
+            x = np.asarray([labels.index(format_value(v)) for v in raw], np.float64)
+            ax.set_xticks(range(len(labels)), labels)
+        ok = ~diverged & np.isfinite(scores)
+        ax.scatter(x[ok], scores[ok], s=14, alpha=0.7, label="run")
+        if diverged.any():
+            ax.scatter(x[diverged], np.full(diverged.sum(), floor), marker="x", color="red", s=30, label="diverged")
+        if dim.log_scale and _numeric(raw):
+            ax.set_xscale("log")
+        ax.set_xlabel(dim.name)
+        ax.set_ylabel(spec.metric.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"sweep {spec.name}: {len(points)} points x {spec.seeds} seeds", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_top_curves(path: Path, spec, points: list[dict], ranking: list[dict],
+                    curves: dict[str, np.ndarray], k: int = 5) -> Path:
+    """Learning curves (mean over seeds, min-max band) of the top-k points of a sweep (`spec`: its
+    `sweep.SweepSpec`)."""
+    plt = _pyplot()
+    where = {}  # run id -> (group, row)
+    for key in curves:
+        if key.endswith("_runs"):
+            g = key[: -len("_runs")]
+            for row, run in enumerate(curves[key]):
+                where[int(run)] = (g, row)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    top = [row for row in ranking if row["score"] != ""][:k]
+    for row in top:
+        p = row["point"]
+        found = [where[p * spec.seeds + s] for s in range(spec.seeds) if p * spec.seeds + s in where]
+        g = found[0][0]
+        x = curves[f"{g}_env_steps"]
+        ys = np.stack([curves[f"{g}_returns"][r] for _, r in found])
+        ys = smoothed_returns({"episodes": np.isfinite(ys).astype(np.float32), "episode_return_sum": np.nan_to_num(ys)})
+        mean = nanmean(ys, axis=0)
+        line, = ax.plot(x, mean, lw=1.5, label=f"#{row['rank']}: {format_point(points[p])}")
+        if ys.shape[0] > 1:  # fmin/fmax: NaN, without a warning, at updates where no seed finished an episode
+            ax.fill_between(x, np.fmin.reduce(ys, axis=0), np.fmax.reduce(ys, axis=0), alpha=0.15,
+                            color=line.get_color())
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(f"top {len(top)} points of sweep {spec.name} ({spec.seeds} seeds each)", fontsize=10)
+    ax.grid(alpha=0.3)
+    if top:  # no point scored (no run finished an episode): nothing to label
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_schedules(path: Path, spec, schedule: list[dict], metrics: dict, steps_per_update: int) -> Path:
+    """Each PBT member's explored hyperparameters over training (one panel each) and the population's
+    returns (`spec`: the run's `pbt.PBTSpec`)."""
+    plt = _pyplot()
+    dims = spec.sweep.space
+    R, P = spec.sweep.seeds, spec.settings.population
+    fig, axes = plt.subplots(1, len(dims) + 1, figsize=(4.5 * (len(dims) + 1), 3.6), squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    for ax, dim in zip(axes[0], dims):
+        for r in range(R):
+            for m in range(P):
+                rows = [row for row in schedule if row["population"] == r and row["member"] == m]
+                x = [row["env_steps"] for row in rows] + [metrics["episodes"].shape[1] * steps_per_update]
+                y = [row[dim.name] for row in rows]
+                ax.step(x, y + y[-1:], where="post", lw=0.8, alpha=0.6,
+                        color=cmap(m / max(P - 1, 1)), linestyle="-" if r == 0 else "--")
+        if dim.log_scale:
+            ax.set_yscale("log")
+        ax.set_xlabel("env steps")
+        ax.set_title(f"{dim.name} of each member", fontsize=10)
+        ax.grid(alpha=0.3)
+    ax = axes[0][-1]
+    x = (np.arange(metrics["episodes"].shape[1]) + 1) * steps_per_update
+    returns = smoothed_returns(metrics)
+    for i in range(R * P):
+        ax.plot(x, returns[i], lw=0.6, alpha=0.5, color=cmap((i % P) / max(P - 1, 1)))
+    ax.set_xlabel("env steps")
+    ax.set_title("episode return of each member", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.suptitle(f"PBT {spec.sweep.name}: {R} population(s) x {P}, ready every {spec.settings.ready} updates "
+                 f"(solid: population 0)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_ratings(path: Path, steps: np.ndarray, ratings: np.ndarray, anchors: dict[str, float], title: str,
+                 direct: dict[str, np.ndarray]):
+    """Elo of the snapshots (left) beside their direct score against each scripted player (right).
+
+    Elo fits one number per player to the whole table, so snapshots that only beat each other
+    can out-rate a scripted player they lose to; the direct scores show that.
+    """
+    plt = _pyplot()
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax.plot(steps, ratings, "o-", label="policy snapshots")
+    for (name, value), style in zip(anchors.items(), ("--", ":", "-.")):
+        ax.axhline(value, linestyle=style, color="grey", label=name)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("Elo (random player = 0)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    for name, rate in direct.items():
+        bx.plot(steps, rate, "o-", label=f"vs {name}")
+    bx.axhline(0.5, color="grey", linewidth=0.8)
+    bx.set_ylim(-0.02, 1.02)
+    bx.set_xlabel("env steps")
+    bx.set_ylabel("score (win 1, draw 1/2), both seats")
+    bx.set_title("snapshots against the scripted players")
+    bx.grid(alpha=0.3)
+    bx.legend()
+    save_figure(fig, path)
+
+
+def plot_matrix(path: Path, names: list[str], rate: np.ndarray, title: str):
+    """Round-robin score of each player (row) against each other (column)."""
+    plt = _pyplot()
+    size = max(5.0, 0.45 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(rate, vmin=0, vmax=1, cmap="RdBu")
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set_xlabel("opponent")
+    ax.set_ylabel("player")
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="score of row vs column (win 1, draw 1/2)")
+    save_figure(fig, path)
