@@ -123,11 +123,7 @@ def _add_train_args(parser: argparse.ArgumentParser, algo_help: str, env_help: s
     parser.add_argument("--eval-episodes", type=int, help=eval_help)
     _add_checkpoint_arg(parser)
     parser.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="latest checkpoints kept")
-    _add_progress_arg(parser)
-    parser.add_argument("--no-compile-cache", action="store_true",
-                       help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")
-    _add_import_arg(parser)
-    _add_device_args(parser)
+    _add_run_args(parser)
 
 
 def _add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
@@ -138,6 +134,11 @@ def _add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
 
 def _add_batch_args(parser: argparse.ArgumentParser, default_out: str) -> None:
     parser.add_argument("--out", help=f"directory to create (default {default_out})")
+    _add_run_args(parser)
+
+
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    """What every command that compiles and runs programs takes: progress, cache, imports, devices."""
     _add_progress_arg(parser)
     parser.add_argument("--no-compile-cache", action="store_true",
                         help="do not use JAX's persistent compilation cache (also: JAXRL_COMPILE_CACHE=0)")

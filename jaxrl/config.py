@@ -196,9 +196,10 @@ def hparams(config) -> dict[str, float]:
 
 
 def describe(config_cls) -> str:
-    """One line per field: name, kind, default, doc (for `jaxrl algos`)."""
+    """One line per field, static fields first, then dynamic, then run: name, kind, default, doc (`jaxrl algos`)."""
     lines = []
-    for f in dataclasses.fields(config_cls):
+    order = ("static", "dynamic", "run")
+    for f in sorted(dataclasses.fields(config_cls), key=lambda f: order.index(f.metadata["kind"])):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         lines.append(f"  {f.name:<20} {f.metadata['kind']:<8} {default!r:<22} {f.metadata['doc']}")
     return "\n".join(lines)

@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
+
+from jaxrl.config import dynamic
+
+
+@dataclass(frozen=True)
+class PPOHyperparameters:
+    """The dynamic fields GAE, the PPO loss and its optimiser read (`hp` below), shared by every PPO config."""
+
+    gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
+    gae_lambda: float = dynamic(0.95, "GAE lambda", low=0.0, high=1.0)
+    clip_eps: float = dynamic(0.2, "PPO ratio clipping epsilon", low=0.0, low_open=True)
+    ent_coef: float = dynamic(0.01, "entropy bonus coefficient", low=0.0)
+    vf_coef: float = dynamic(0.5, "value loss coefficient", low=0.0)
+    max_grad_norm: float = dynamic(0.5, "global gradient-norm clip (0: no clipping)", low=0.0)
 
 
 def gae(rewards, values, next_values, terminated, done, gamma, gae_lambda):

@@ -30,14 +30,14 @@ from jaxrl import distributions, envs, loop
 from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.league import selfplay
-from jaxrl.losses import gae, ppo_loss
+from jaxrl.losses import PPOHyperparameters, gae, ppo_loss
 from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, check_conv
 from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import RecurrentPolicy, collect_rollout
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(PPOHyperparameters):
     # static: shapes and program structure. Defaults: JaxMARL's IPPO baseline on MPE.
     env: str = static("jaxmarl:MPE_simple_spread_v3", "multi-agent environment id (see `jaxrl envs`)")
     num_envs: int = static(16, "parallel environments per seed", low=1)
@@ -73,12 +73,6 @@ class Config:
     unroll: int = static(1, "loop unrolling of the rollout scan", low=1)
     # dynamic: traced numbers
     lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
-    gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
-    gae_lambda: float = dynamic(0.95, "GAE lambda", low=0.0, high=1.0)
-    clip_eps: float = dynamic(0.2, "PPO ratio clipping epsilon", low=0.0, low_open=True)
-    ent_coef: float = dynamic(0.01, "entropy bonus coefficient", low=0.0)
-    vf_coef: float = dynamic(0.5, "value loss coefficient", low=0.0)
-    max_grad_norm: float = dynamic(0.5, "global gradient-norm clip (0: no clipping)", low=0.0)
     pfsp_power: float = dynamic(2.0, "pfsp: opponent weight (1 - learner's score against it in its weaker side)^p",
                                  low=0.0)
     scripted_share: float = dynamic(0.0, "share of opponent draws reserved for scripted_opponents (0: drawn "

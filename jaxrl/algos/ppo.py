@@ -20,14 +20,14 @@ from jaxrl import distributions, envs, loop
 from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import NO_ENV_AXIS
-from jaxrl.losses import gae, ppo_loss
+from jaxrl.losses import PPOHyperparameters, gae, ppo_loss
 from jaxrl.networks import ACTIVATIONS, ActorCritic, check_conv
 from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import collect_rollout, episode_metrics
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(PPOHyperparameters):
     # static: shapes and program structure
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
     num_envs: int = static(8, "parallel environments per seed", low=1)
@@ -47,12 +47,6 @@ class Config:
     unroll: int = static(1, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(1e-3, "Adam learning rate", low=0.0, low_open=True)
-    gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
-    gae_lambda: float = dynamic(0.95, "GAE lambda", low=0.0, high=1.0)
-    clip_eps: float = dynamic(0.2, "PPO ratio clipping epsilon", low=0.0, low_open=True)
-    ent_coef: float = dynamic(0.01, "entropy bonus coefficient", low=0.0)
-    vf_coef: float = dynamic(0.5, "value loss coefficient", low=0.0)
-    max_grad_norm: float = dynamic(0.5, "global gradient-norm clip (0: no clipping)", low=0.0)
     # run: host-side only
     total_timesteps: int = run(250_000, "env steps per seed", low=1)
     seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
