@@ -167,7 +167,7 @@ class Session:
             if every_updates:
                 due = report.done // every_updates > self.saved // every_updates
             else:
-                due = time.perf_counter() - last_save["t"] >= every_seconds
+                due = every_seconds is not None and time.perf_counter() - last_save["t"] >= every_seconds
             if writer and (due or final or self.guard.requested):
                 run = {"state": report.state, "diverged_at": report.diverged_at,
                        "metrics": {k: np.concatenate([h[k] for h in report.history], axis=1) for k in report.metrics}}
