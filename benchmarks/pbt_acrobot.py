@@ -27,12 +27,12 @@ SPEC = HERE / "pbt_acrobot.yaml"
 
 
 def sweep_case(base_spec: dict, anneal: bool) -> dict:
-    from jaxrl import sweep
+    from jaxrl.sweep import run as sweep_run
 
     sw = {k: v for k, v in base_spec.items() if k != "pbt"}
     sw.update(num_points=base_spec["pbt"]["population"], base={**base_spec["base"], "anneal_lr": anneal})
     start = time.perf_counter()
-    result = sweep.run_sweep(sw, record=False, progress=False)
+    result = sweep_run.run_sweep(sw, record=False, progress=False)
     wall = time.perf_counter() - start
     seeds = sorted({r["seed"] for r in result.runs})
     per_seed_best = [max(r["final_return"] for r in result.runs if r["seed"] == s and r["final_return"] != "")

@@ -54,7 +54,8 @@ NOTES = """## Reading the figures
 
 def worker(case: str, devices: int, steps: int) -> dict:
     """One measurement, in this process (the device count is fixed by XLA_FLAGS)."""
-    from jaxrl import api, sweep
+    from jaxrl import api
+    from jaxrl.sweep import run as sweep_run
 
     if case == "single":
         config = api.resolve_config("ppo", overrides={**SINGLE, "total_timesteps": steps})
@@ -63,7 +64,7 @@ def worker(case: str, devices: int, steps: int) -> dict:
         return {"compile_s": s["compile_s"], "run_s": s["run_s"], "steps_per_second": s["steps_per_second"],
                 "final_return": s["final_return_mean"], "layout": s["device_layout"]}
     spec = {**SWEEP, "base": {"total_timesteps": steps}}
-    result = sweep.run_sweep(spec, record=False, progress=False, devices=devices)
+    result = sweep_run.run_sweep(spec, record=False, progress=False, devices=devices)
     s = result.summary
     return {"compile_s": s["compile_s"], "run_s": s["run_s"], "steps_per_second": s["steps_per_second"],
             "final_return": s["best"]["final_return"], "layout": "runs" if devices > 1 else "single"}

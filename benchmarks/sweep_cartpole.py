@@ -57,16 +57,16 @@ def vmapped(work: Path) -> dict:
 
 def sequential(work: Path, sweep_dir: Path, limit: int | None) -> dict:
     """The sweep's runs as separate `jaxrl train` processes (in run order, optionally only the first `limit`)."""
-    from jaxrl import sweep
     from jaxrl.config import to_dict
+    from jaxrl.sweep import spec as sweep_spec
 
-    spec = sweep.load_spec(SPEC)
-    points = sweep.sample_points(spec)
+    spec = sweep_spec.load_spec(SPEC)
+    points = sweep_spec.sample_points(spec)
     runs = [(p, s) for p in range(len(points)) for s in range(spec.seeds)]
     timed = runs[:limit] if limit else runs
     walls, finals, steps = [], {}, 0
     for i, (p, s) in enumerate(timed):
-        config = sweep.point_config(spec, p, points[p])
+        config = sweep_spec.point_config(spec, p, points[p])
         path = work / f"point{p}.yaml"
         path.write_text(yaml.safe_dump({"algo": spec.algo, **to_dict(config), "num_seeds": 1}, sort_keys=False))
         out = work / f"run{i}"
@@ -87,13 +87,13 @@ def sequential(work: Path, sweep_dir: Path, limit: int | None) -> dict:
 
 def memory_child(num_runs: int) -> None:
     """Peak RSS of a sweep of `num_runs` points x 1 seed of the default config (1 update each)."""
-    from jaxrl import sweep
+    from jaxrl.sweep import run as sweep_run
 
     spec = {"algo": "ppo", "env": "gymnax:CartPole-v1", "base": {"total_timesteps": 512}, "seeds": 1,
             "num_points": num_runs, "max_parallel": num_runs,  # one block: all runs in memory at once
             "space": {"lr": {"dist": "log_uniform", "low": 1e-4, "high": 1e-2}}}
     start = time.perf_counter()
-    result = sweep.run_sweep(spec, record=False, progress=False)
+    result = sweep_run.run_sweep(spec, record=False, progress=False)
     print(json.dumps({"runs": num_runs, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "compile_s": result.summary["compile_s"], "run_s": result.summary["run_s"],
                       "wall_s": time.perf_counter() - start}))
@@ -101,12 +101,12 @@ def memory_child(num_runs: int) -> None:
 
 def block_child(block: int) -> None:
     """Steps/s of the sweep's 128 runs (shortened to 5e4 env steps each) in blocks of `block` runs."""
-    from jaxrl import sweep
     from jaxrl.config import load_yaml
+    from jaxrl.sweep import run as sweep_run
 
     spec = load_yaml(SPEC)
     spec.update(base={"total_timesteps": 50_000}, max_parallel=block)
-    result = sweep.run_sweep(spec, record=False, progress=False)
+    result = sweep_run.run_sweep(spec, record=False, progress=False)
     print(json.dumps({"block": block, "compile_s": result.summary["compile_s"], "run_s": result.summary["run_s"],
                       "steps_per_s": result.summary["steps_per_second"]}))
 

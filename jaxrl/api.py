@@ -15,15 +15,17 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
            progress: bool | str = True, eval_episodes: int = 10, devices: int | None = None):
     """`jaxrl resume`: continue a stopped run (see `trainer.resume`), a sweep directory as a sweep, a PBT
     directory as PBT."""
-    from jaxrl import pbt, sweep
+    from jaxrl import pbt
     from jaxrl.errors import JaxrlError
     from jaxrl.session import import_recorded_modules
+    from jaxrl.sweep import record as sweep_record
+    from jaxrl.sweep import run as sweep_run
 
-    if sweep.is_sweep_dir(run_dir):
+    if sweep_record.is_sweep_dir(run_dir):
         if from_checkpoint is not None or overrides:
             raise JaxrlError("--from-checkpoint and --set do not apply to a sweep (its finished groups are kept)")
         import_recorded_modules(run_dir)
-        return sweep.resume_sweep(run_dir, progress=progress, devices=devices)
+        return sweep_run.resume_sweep(run_dir, progress=progress, devices=devices)
     if pbt.is_pbt_dir(run_dir):
         if from_checkpoint is not None or overrides:
             raise JaxrlError("--from-checkpoint and --set do not apply to PBT (it continues from its latest checkpoint)")

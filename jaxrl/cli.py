@@ -229,19 +229,21 @@ def cmd_train(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from jaxrl import api, evaluate, pbt, session, sweep
+    from jaxrl import api, evaluate, pbt, session
     from jaxrl.config import ConfigError, parse_overrides
+    from jaxrl.sweep import record as sweep_record
+    from jaxrl.sweep import run as sweep_run
 
     if args.eval_episodes is not None and args.eval_episodes < 0:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     eval_episodes = args.eval_episodes
-    if eval_episodes is None and not (sweep.is_sweep_dir(args.run_dir) or pbt.is_pbt_dir(args.run_dir)):
+    if eval_episodes is None and not (sweep_record.is_sweep_dir(args.run_dir) or pbt.is_pbt_dir(args.run_dir)):
         eval_episodes = evaluate.default_eval_episodes(session.load_run_config(args.run_dir))
     overrides = parse_overrides(args.sets)
     _prepare_runtime()
     result = api.resume(args.run_dir, args.from_checkpoint, overrides, progress=_progress(args),
                         eval_episodes=eval_episodes, devices=args.devices)
-    if isinstance(result, sweep.SweepResult):  # a sweep directory was resumed
+    if isinstance(result, sweep_run.SweepResult):  # a sweep directory was resumed
         print_sweep_summary(result)
     elif isinstance(result, pbt.PBTResult):
         print(pbt.format_result(result))
@@ -341,21 +343,22 @@ def cmd_eval(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from jaxrl import sweep
+    from jaxrl.sweep import run as sweep_run
+    from jaxrl.sweep import spec as sweep_spec
 
     if args.top < 1:
         raise JaxrlError(f"--top={args.top}: must be >= 1")
-    spec = sweep.load_spec(args.spec)
+    spec = sweep_spec.load_spec(args.spec)
     _prepare_runtime(use_cache=not args.no_compile_cache)
-    result = sweep.run_sweep(spec, out=args.out, progress=_progress(args),
-                             allow_many_compiles=args.allow_many_compiles, devices=args.devices)
+    result = sweep_run.run_sweep(spec, out=args.out, progress=_progress(args),
+                                 allow_many_compiles=args.allow_many_compiles, devices=args.devices)
     print_sweep_summary(result, args.top)
     return 0
 
 
 def print_sweep_summary(result, top: int = 10) -> None:
-    from jaxrl import sweep
     from jaxrl.devices import is_main
+    from jaxrl.sweep.ranking import format_ranking
 
     if not is_main():
         return
@@ -364,7 +367,7 @@ def print_sweep_summary(result, top: int = 10) -> None:
     print(f"sweep {s['name']}: {s['points']} points x {s['seeds']} seeds = {s['runs']} runs, "
           f"{s['compilations']} compilation(s) ({s['compile_s']:.1f} s), run {s['run_s']:.1f} s, "
           f"{s['steps_per_second']:,} steps/s, {s['diverged_runs']} diverged{resumed}")
-    print(sweep.format_ranking(result.spec, result.ranking, top=top))
+    print(format_ranking(result.spec, result.ranking, top=top))
     print(f"sweep directory: {result.sweep_dir}  (best config: {result.sweep_dir / 'best.yaml'})")
 
 

@@ -1,6 +1,6 @@
 """Population-based training (Jaderberg et al. 2017) inside one compiled program.
 
-A sweep spec (see `jaxrl.sweep`) with a `pbt:` section:
+A sweep spec (see `jaxrl.sweep.spec`) with a `pbt:` section:
 
     algo: ppo
     env: gymnax:CartPole-v1
@@ -33,9 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from jaxrl import algos, plots, records, sweep
+from jaxrl import algos, plots, records
 from jaxrl.config import ConfigError, fields_of, format_point, hparams
 from jaxrl.stats import nanmean
+from jaxrl.sweep import spec as sweep_spec
+from jaxrl.sweep.ranking import round_metric
 
 PBT_KEYS = ("population", "ready", "fraction", "perturb")
 
@@ -54,8 +56,8 @@ def parse_settings(data: Any, where: str) -> PBTSettings:
     unknown = [k for k in data if k not in PBT_KEYS]
     if unknown:
         raise ConfigError(f"{where}: unknown pbt key(s) {', '.join(map(repr, unknown))}; valid: {', '.join(PBT_KEYS)}")
-    population = sweep._positive_int(data, "population", 16, f"{where} pbt", minimum=2)
-    ready = sweep._positive_int(data, "ready", 10, f"{where} pbt")
+    population = sweep_spec.positive_int(data, "population", 16, f"{where} pbt", minimum=2)
+    ready = sweep_spec.positive_int(data, "ready", 10, f"{where} pbt")
     fraction = data.get("fraction", 0.25)
     if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 < fraction <= 0.5:
         raise ConfigError(f"{where}: pbt.fraction={fraction!r} must be in (0, 0.5]")
@@ -72,7 +74,7 @@ def parse_settings(data: Any, where: str) -> PBTSettings:
 
 @dataclass(frozen=True)
 class PBTSpec:
-    sweep: sweep.SweepSpec  # algo, base, space (initial distribution), seeds = populations
+    sweep: sweep_spec.SweepSpec  # algo, base, space (initial distribution), seeds = populations
     settings: PBTSettings
 
 
@@ -84,7 +86,7 @@ def parse_spec(data: dict, where: str = "pbt spec") -> PBTSpec:
         if key in data:
             raise ConfigError(f"{where}: {key} does not apply to PBT (the population is pbt.population)")
     sweep_part = {k: v for k, v in data.items() if k != "pbt"}  # `jaxrl sweep` refuses a pbt section
-    spec = dataclasses.replace(sweep.parse_spec({**sweep_part, "num_points": settings.population}, where),
+    spec = dataclasses.replace(sweep_spec.parse_spec({**sweep_part, "num_points": settings.population}, where),
                                raw=dict(data))
     dynamic = {f.name for f in fields_of(algos.get(spec.algo).Config, "dynamic")}
     static = [d.name for d in spec.space if d.name not in dynamic]
@@ -193,8 +195,8 @@ def _plan(spec: PBTSpec) -> _Plan:
     algorithm = algos.get(sw.algo)
     explored = [d.name for d in sw.space]
     # Each population draws its own initial hyperparameters.
-    points = [p for r in range(R) for p in sweep.sample_points(dataclasses.replace(sw, seed=sw.seed + r))]
-    configs = [sweep.point_config(dataclasses.replace(sw, base={**sw.base, "updates_per_chunk": st.ready}), i, p)
+    points = [p for r in range(R) for p in sweep_spec.sample_points(dataclasses.replace(sw, seed=sw.seed + r))]
+    configs = [sweep_spec.point_config(dataclasses.replace(sw, base={**sw.base, "updates_per_chunk": st.ready}), i, p)
                for i, p in enumerate(points)]
     program = algorithm.make_program(configs[0])
     num_chunks = -(-program.num_updates // program.updates_per_chunk)
@@ -331,9 +333,9 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, checkpoint_every, star
         "name": sw.name, "algo": sw.algo, "populations": R, "population": P, "ready": st.ready,
         "fraction": st.fraction, "perturb": list(st.perturb), "explored": plan.explored,
         "env_steps_per_member": program.num_updates * program.steps_per_update,
-        "best_final_return_per_population": [sweep._round(final[r, m]) for r, m in enumerate(best_member)],
-        "best_final_return_mean": sweep._round(np.mean([final[r, m] for r, m in enumerate(best_member)])),
-        "population_final_return_mean": sweep._round(nanmean(final)),
+        "best_final_return_per_population": [round_metric(final[r, m]) for r, m in enumerate(best_member)],
+        "best_final_return_mean": round_metric(np.mean([final[r, m] for r, m in enumerate(best_member)])),
+        "population_final_return_mean": round_metric(nanmean(final)),
         "best_member_final_hparams": [{k: last[(r, m)][k] for k in plan.explored} for r, m in enumerate(best_member)],
         "diverged_members": int((diverged_at >= 0).sum()),
         "compile_s": round(timings["compile_s"], 3), "run_s": round(timings["run_s"], 3),

@@ -64,7 +64,7 @@ def _numeric(values) -> bool:
 
 
 def plot_hparams(path: Path, spec, points: list[dict], runs: list[dict]) -> Path:
-    """Score of every run of a sweep (`spec`: its `sweep.SweepSpec`) against each swept hyperparameter
+    """Score of every run of a sweep (`spec`: its `jaxrl.sweep.spec.SweepSpec`) against each swept hyperparameter
     (log axes for log spaces); diverged runs as red x."""
     plt = _pyplot()
     dims = spec.space
@@ -98,7 +98,7 @@ def plot_hparams(path: Path, spec, points: list[dict], runs: list[dict]) -> Path
 def plot_top_curves(path: Path, spec, points: list[dict], ranking: list[dict],
                     curves: dict[str, np.ndarray], k: int = 5) -> Path:
     """Learning curves (mean over seeds, min-max band) of the top-k points of a sweep (`spec`: its
-    `sweep.SweepSpec`)."""
+    `jaxrl.sweep.spec.SweepSpec`)."""
     plt = _pyplot()
     where = {}  # run id -> (group, row)
     for key in curves:

@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 import yaml
 
-from jaxrl import api, loop, sweep
+from jaxrl import api, loop
 from jaxrl.algos import ppo
 from jaxrl.config import ConfigError, hparams
 from jaxrl.stats import bootstrap_ci
+from jaxrl.sweep import plan as sweep_plan
+from jaxrl.sweep import run as sweep_run
+from jaxrl.sweep import spec as sweep_spec
 
 TINY = {"total_timesteps": 4 * 512, "updates_per_chunk": 2}  # 4 updates of 8 envs x 64 steps
 
@@ -43,41 +46,41 @@ def spec(**changes):
 ])
 def test_bad_specs_fail_with_one_clear_error(changes, message):
     with pytest.raises(ConfigError, match=message):
-        sweep.parse_spec(spec(**changes))
+        sweep_spec.parse_spec(spec(**changes))
 
 
 def test_a_static_field_with_a_distribution_asks_for_allow_many_compiles():
-    s = sweep.parse_spec(spec(num_points=40, base={"total_timesteps": 10**6},
+    s = sweep_spec.parse_spec(spec(num_points=40, base={"total_timesteps": 10**6},
                               space={"num_envs": {"dist": "uniform", "low": 1, "high": 64}}))
     with pytest.raises(ConfigError, match=r"this sweep needs \d\d compilations \(static fields vary: num_envs\)"
                                           r".*--allow-many-compiles"):
-        sweep.run_sweep(s, record=False, progress=False)
+        sweep_run.run_sweep(s, record=False, progress=False)
 
 
 def test_budget_sets_the_number_of_points_and_a_point_config_is_validated():
-    s = sweep.parse_spec(spec(num_points=None, budget=3 * 2 * 2048))
+    s = sweep_spec.parse_spec(spec(num_points=None, budget=3 * 2 * 2048))
     assert s.num_points == 3
-    bad = sweep.parse_spec(spec(space={"gamma": {"dist": "uniform", "low": 0.5, "high": 1.5}}))
+    bad = sweep_spec.parse_spec(spec(space={"gamma": {"dist": "uniform", "low": 0.5, "high": 1.5}}))
     with pytest.raises(ConfigError, match=r"sweep point \d \(gamma=1\.\d+\): gamma=.* must be <= 1"):
-        [sweep.point_config(bad, i, p) for i, p in enumerate(sweep.sample_points(bad))]
+        [sweep_spec.point_config(bad, i, p) for i, p in enumerate(sweep_spec.sample_points(bad))]
 
 
 def test_sampling_grid_and_random():
-    grid = sweep.parse_spec(spec(method="grid", num_points=None,
+    grid = sweep_spec.parse_spec(spec(method="grid", num_points=None,
                                  space={"lr": [1e-3, 1e-2], "num_envs": [4, 8, 16]}))
-    points = sweep.sample_points(grid)
+    points = sweep_spec.sample_points(grid)
     assert len(points) == 6 and {(p["lr"], p["num_envs"]) for p in points} == {
         (a, b) for a in (1e-3, 1e-2) for b in (4, 8, 16)}
-    configs = [sweep.point_config(grid, i, p) for i, p in enumerate(points)]
-    assert [len(g) for g in sweep.group_points(configs)] == [2, 2, 2]  # num_envs is static, lr is not
-    rand = sweep.parse_spec(spec(num_points=2000, space={
+    configs = [sweep_spec.point_config(grid, i, p) for i, p in enumerate(points)]
+    assert [len(g) for g in sweep_plan.group_points(configs)] == [2, 2, 2]  # num_envs is static, lr is not
+    rand = sweep_spec.parse_spec(spec(num_points=2000, space={
         "lr": {"dist": "log_uniform", "low": 1e-5, "high": 1e-1},
         "num_steps": {"dist": "uniform", "low": 16, "high": 64}, "clip_eps": [0.1, 0.2]}))
-    points = sweep.sample_points(rand)
+    points = sweep_spec.sample_points(rand)
     lr = np.log10([p["lr"] for p in points])
     assert lr.min() >= -5 and lr.max() <= -1 and abs(np.mean(lr < -3) - 0.5) < 0.05  # uniform in log space
     assert all(isinstance(p["num_steps"], int) for p in points)
-    assert sweep.sample_points(rand) == points  # seeded
+    assert sweep_spec.sample_points(rand) == points  # seeded
 
 
 def test_bootstrap_ci_brackets_the_mean():
@@ -166,7 +169,7 @@ def test_cli_sweep_bad_spec_is_one_line_and_writes_nothing(tmp_path):
 
 
 def test_interrupting_a_sweep_keeps_the_finished_groups_and_resume_runs_only_the_rest(tmp_path, monkeypatch):
-    s = sweep.parse_spec(spec(method="grid", num_points=None, seeds=1, space={"num_envs": [8, 4]}))
+    s = sweep_spec.parse_spec(spec(method="grid", num_points=None, seeds=1, space={"num_envs": [8, 4]}))
     real_compile, calls = loop.compile_program, []
 
     def compile_then_interrupt(*args, **kwargs):
@@ -177,7 +180,7 @@ def test_interrupting_a_sweep_keeps_the_finished_groups_and_resume_runs_only_the
 
     monkeypatch.setattr(loop, "compile_program", compile_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
-        sweep.run_sweep(s, out=str(tmp_path / "sweep"), progress=False)
+        sweep_run.run_sweep(s, out=str(tmp_path / "sweep"), progress=False)
     runs = list(csv.DictReader(open(tmp_path / "sweep" / "runs.csv")))
     assert [(r["num_envs"], r["status"]) for r in runs] == [("8", "finished")]
     assert np.load(tmp_path / "sweep" / "curves.npz")["group0_returns"].shape == (1, 4)
