@@ -43,7 +43,7 @@ def make_chunk(program: Program) -> Callable:
     discarded chunks are NaN. Under vmap each run freezes alone.
     """
     every = program.log_every
-    rows = program.updates_per_chunk // every
+    rows = program.chunk_capacity // every
 
     def chunk(state, diverged_at, first_update, n_active):
         shapes = jax.eval_shape(program.update, state)[1]
@@ -98,6 +98,11 @@ class Start:
     done: int
     metrics: dict[str, np.ndarray]  # name -> [num_runs, logged rows of the `done` updates]
     driver_state: Any = None  # a driver's own state (jaxrl.session.Driver), None without one
+
+
+# Chunks sized by wall time (Program.updates_per_chunk = 0) take about this long: a live progress display,
+# checkpoints and signals need no more often, and a chunk boundary costs the run a few milliseconds.
+CHUNK_SECONDS = 1.0
 
 
 # XLA's backend optimisation level 1 instead of 2: measured on PPO/CartPole on a
@@ -279,15 +284,21 @@ def run(
         state = layout.put(start.state, compiled.state_sharding)
         diverged_at, done = layout.put(np.asarray(start.diverged_at, np.int32)), start.done
         history = [start.metrics] if done else []
+    every, capacity = program.log_every, program.chunk_capacity
+    size = capacity if program.updates_per_chunk else every  # sized by wall time: start small, measure, grow
     while done < program.num_updates:
-        n = min(program.updates_per_chunk, program.num_updates - done)
+        n = min(size, program.num_updates - done)
+        chunk_start = time.perf_counter()
         scalars = layout.put((np.int32(done), np.int32(n)), (layout.replicated,) * 2)
         (state, diverged_at), metrics = compiled.chunk(state, diverged_at, *scalars)
         if between_chunks:
             state, diverged_at = between_chunks(state, diverged_at, metrics, done // program.updates_per_chunk)
             if layout.mesh is not None:  # back to the layout the compiled chunk expects
                 state, diverged_at = jax.device_put((state, diverged_at), (compiled.state_sharding, layout.per_run))
-        metrics = {k: np.asarray(v)[:, :-(-n // program.log_every)] for k, v in metrics.items()}  # syncs
+        metrics = {k: np.asarray(v)[:, :-(-n // every)] for k, v in metrics.items()}  # syncs
+        if not program.updates_per_chunk:
+            per_update = (time.perf_counter() - chunk_start) / n
+            size = int(min(4 * size, CHUNK_SECONDS / per_update, capacity)) // every * every or every
         history.append(metrics)
         report = ChunkReport(done, n, metrics, (done + n) * program.steps_per_update, time.perf_counter() - clock,
                              state, layout.to_host(diverged_at), history)
@@ -303,8 +314,3 @@ def logged_updates(program: Program) -> np.ndarray:
     """The update each logged metrics row ends at (every `log_every` updates, and the last)."""
     rows = -(-program.num_updates // program.log_every)
     return np.minimum((np.arange(rows) + 1) * program.log_every, program.num_updates)
-
-
-def auto_chunk(num_updates: int, target_chunks: int = 25) -> int:
-    """Updates per chunk giving about `target_chunks` progress updates."""
-    return max(1, -(-num_updates // target_chunks))

@@ -116,6 +116,21 @@ def test_log_every_aggregates_metrics_on_the_device_sums_episodes_and_averages_t
         counter_program(log_every=3, updates_per_chunk=4)
 
 
+def test_chunks_sized_by_wall_time_start_small_grow_and_log_every_update(monkeypatch):
+    program = counter_program(updates_per_chunk=0, num_updates=100)
+    assert program.chunk_capacity == 100
+    sizes = []
+    keys = jax.random.split(jax.random.PRNGKey(0), 1)
+    _, metrics, _, _ = loop.run(program, keys, {"scale": np.ones(1, np.float32)},
+                                on_chunk=lambda report: sizes.append(report.num_updates))
+    assert sizes == [1, 4, 16, 64, 15]  # each about CHUNK_SECONDS long, at most 4x the last (these are fast)
+    np.testing.assert_array_equal(metrics["episode_return_sum"][0], np.arange(1, 101))
+    monkeypatch.setattr(loop, "CHUNK_SECONDS", 0.0)  # a slow program: every chunk is one update
+    sizes.clear()
+    loop.run(program, keys, {"scale": np.ones(1, np.float32)}, on_chunk=lambda report: sizes.append(report.num_updates))
+    assert sizes == [1] * 100
+
+
 def test_a_diverged_chunk_is_rolled_back_whole_and_guarded_says_what_counts():
     # NaN enters `buffer` at update 6, in the second chunk (updates 5-8): that chunk is discarded.
     state, metrics, diverged, _ = run(counter_program(poison_at=6), runs=2)

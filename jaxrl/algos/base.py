@@ -21,6 +21,7 @@ from jaxrl.errors import JaxrlError
 # Every update's metrics carry these episode statistics (sums over the episodes finished in the update),
 # from which records, progress and summaries compute returns; `Program.check_metrics` enforces it.
 EPISODE_METRICS = ("episodes", "episode_return_sum", "episode_length_sum")
+MAX_ADAPTIVE_ROWS = 512  # bounds the metrics buffer of a chunk sized by wall time (x runs x metrics)
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,9 @@ class Program:
     update: Callable[[Any], tuple[Any, dict]]  # state -> (state, metrics: name -> scalar)
     num_updates: int  # updates in the whole run
     steps_per_update: int  # env steps per update (all envs)
-    updates_per_chunk: int  # updates per compiled chunk between host callbacks (a multiple of log_every)
+    # Updates per compiled chunk between host callbacks (progress, records, checkpoints, signals; a multiple of
+    # log_every). 0: the host loop sizes each chunk to take about loop.CHUNK_SECONDS, up to `chunk_capacity`.
+    updates_per_chunk: int = 0
     # Data parallelism (jaxrl.devices): `env_axes(state)` gives, for each leaf of one run's state, the
     # axis that indexes its environments (devices.NO_ENV_AXIS: none; a replay buffer [capacity,
     # num_envs, ...] says 1), and `env_shards` the device counts that axis splits over (any divisor; 0: none).
@@ -47,6 +50,12 @@ class Program:
     # Where the state keeps the hyperparameters `init` was given (resume edits and PBT replace them).
     get_hparams: Callable[[Any], Any] = lambda state: state.hparams
     set_hparams: Callable[[Any, Any], Any] = lambda state, hparams: state.replace(hparams=hparams)
+
+    @property
+    def chunk_capacity(self) -> int:
+        """Most updates one chunk runs (its metrics buffer holds a row per `log_every` of them)."""
+        most = self.updates_per_chunk or min(self.num_updates, MAX_ADAPTIVE_ROWS * self.log_every)
+        return -(-min(most, self.num_updates) // self.log_every) * self.log_every
 
     def __post_init__(self):
         if self.updates_per_chunk % self.log_every:

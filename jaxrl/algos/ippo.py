@@ -68,8 +68,8 @@ class Config(PPOHyperparameters):
                                                       "league (pool/pfsp/population) as fixed opponents, drawn like "
                                                       "its other members unless scripted_share is set")
     opponent_groups: int = static(4, "env groups per policy, each facing its own opponent per update", low=1)
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)",
-                                    low=0)
+    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
+                                       "second)", low=0)
     unroll: int = static(1, "loop unrolling of the rollout scan", low=1)
     # dynamic: traced numbers
     lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
@@ -487,9 +487,7 @@ def make_program(config: Config) -> loop.Program:
                                 state.num_updates, hp, league)
         return new_state, metrics
 
-    updates_per_chunk = config.updates_per_chunk or loop.auto_chunk(config.num_updates)
-    return Program(init, update, config.num_updates, config.num_envs * config.num_steps,
-                   min(updates_per_chunk, config.num_updates))
+    return Program(init, update, config.num_updates, config.num_envs * config.num_steps, config.updates_per_chunk)
 
 
 def policy_state(state: RunnerState) -> dict:

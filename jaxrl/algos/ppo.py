@@ -43,7 +43,8 @@ class Config(PPOHyperparameters):
     clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps)")
     normalize_obs: bool = static(False, "standardise observations with running statistics")
     normalize_advantages: bool = static(True, "standardise advantages per minibatch")
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0 = auto, ~25 chunks)", low=0)
+    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
+                                       "second)", low=0)
     unroll: int = static(1, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(1e-3, "Adam learning rate", low=0.0, low_open=True)
@@ -192,9 +193,8 @@ def make_program(config: Config) -> loop.Program:
         envs_first = jax.tree.map(lambda per_env: 0 if per_env else NO_ENV_AXIS, env.per_env_leaves(state.env_state))
         return jax.tree.map(lambda _: NO_ENV_AXIS, state).replace(env_state=envs_first, obs=0)
 
-    updates_per_chunk = config.updates_per_chunk or loop.auto_chunk(config.num_updates)
     # Envs split over devices in blocks that keep the minibatches' env groups whole.
-    return Program(init, update, config.num_updates, config.batch_size, min(updates_per_chunk, config.num_updates),
+    return Program(init, update, config.num_updates, config.batch_size, config.updates_per_chunk,
                    env_axes=env_axes, env_shards=config.num_envs // env_groups)
 
 
