@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import sys
+import types
+
 import jax.numpy as jnp
 
 from jaxrl.envs.core import Environment
@@ -60,14 +65,34 @@ IDS = (
 UNAVAILABLE = {"MNISTBandit-bsuite": "downloads the MNIST data set when constructed (needs network access)"}
 
 
-def ids() -> list[str]:
+# gymnax imports the plotting libraries of its renderers with itself (seaborn, and with it scipy; pyplot):
+# about two seconds of every run, which never renders. They load on first use instead.
+RENDERING_MODULES = ("seaborn", "matplotlib.pyplot")
+
+
+class _ImportedOnFirstUse(types.ModuleType):
+    """Stands in sys.modules for a module until one of its attributes is used, then imports it."""
+
+    def __getattr__(self, attr):
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), attr)
+
+
+def _gymnax():
+    if "gymnax" not in sys.modules:
+        for name in RENDERING_MODULES:
+            if name not in sys.modules and importlib.util.find_spec(name) is not None:
+                sys.modules[name] = _ImportedOnFirstUse(name)
     import gymnax
 
-    return list(gymnax.registered_envs)
+    return gymnax
+
+
+def ids() -> list[str]:
+    return list(_gymnax().registered_envs)
 
 
 def make(name: str, **kwargs) -> Environment:
-    import gymnax
-
-    env, params = gymnax.make(name, **kwargs)
+    env, params = _gymnax().make(name, **kwargs)
     return GymnaxEnv(env, params, f"gymnax:{name}")

@@ -138,3 +138,26 @@ def test_jaxmarl_env_that_fails_to_construct_raises_jaxrl_error():
         envs.make("jaxmarl:LearnedPolicyEnemySMAX")  # needs policy= and params=
     with pytest.raises(JaxrlError, match="jaxmarl:storm_np"):
         envs.make("jaxmarl:storm_np")  # observations not keyed by agent
+
+
+@pytest.mark.timeout(120)
+def test_a_gymnax_env_loads_without_its_renderers_plotting_libraries_which_still_work_on_use():
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from jaxrl import envs
+envs.make("gymnax:CartPole-v1")
+assert "scipy.stats" not in sys.modules and "pandas" not in sys.modules, "renderer libraries imported"
+from jaxrl import plots
+import numpy as np
+import pathlib, tempfile
+out = plots.plot_curves(pathlib.Path(tempfile.mkdtemp()), {"episodes": np.ones((1, 3)),
+                        "episode_return_sum": np.ones((1, 3))}, 10, "t")
+assert out.stat().st_size > 1000
+import gymnax.environments.misc.pong as pong
+assert len(pong.sns.color_palette("cubehelix", 3)) == 3
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=110)
+    assert result.returncode == 0, result.stderr[-2000:]
