@@ -46,12 +46,12 @@ def make_chunk(program: Program) -> Callable:
     rows = program.chunk_capacity // every
 
     def chunk(state, diverged_at, first_update, n_active):
-        shapes = jax.eval_shape(program.update, state)[1]
+        shapes = jax.eval_shape(program.traced_update, state)[1]
         dtypes = {k: m.dtype if k in program.summed else jnp.float32 for k, m in shapes.items()}
 
         def body(i, carry):
             s, acc = carry
-            s, m = program.update(s)
+            s, m = program.traced_update(s)
             return s, {k: acc[k].at[i // every].add(m[k].astype(dtypes[k])) for k in acc}
 
         acc = {k: jnp.zeros(rows, d) for k, d in dtypes.items()}
@@ -144,14 +144,14 @@ def batched_init(program: Program, **jit_kwargs) -> Callable:
     bitwise independent of how many runs share the program (batched matmuls may sum
     in another order), so a sweep lane starts exactly where a single run does.
     """
-    return jax.jit(lambda k, hp: jax.lax.map(lambda args: program.init(*args), (k, hp)), **jit_kwargs)
+    return jax.jit(lambda k, hp: jax.lax.map(lambda args: program.traced_init(*args), (k, hp)), **jit_kwargs)
 
 
 def state_shapes(program: Program, keys: jax.Array, hparams: dict):
     """Shapes and dtypes of the batched runner state and of one update's metrics."""
     state = jax.eval_shape(batched_init(program), keys, broadcast_hparams(hparams, keys.shape[0]))
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
-    return state, jax.eval_shape(program.update, one)[1]
+    return state, jax.eval_shape(program.traced_update, one)[1]
 
 
 def device_memory() -> int:
@@ -196,7 +196,7 @@ def memory_estimate(program: Program, keys: jax.Array, hparams: dict) -> tuple[i
     num_runs = keys.shape[0]
     state = jax.eval_shape(batched_init(program), keys, broadcast_hparams(hparams, num_runs))
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
-    update = jax.make_jaxpr(program.update)(one)
+    update = jax.make_jaxpr(program.traced_update)(one)
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)), num_runs * peak_bytes(update.jaxpr)
 
 
@@ -224,7 +224,7 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: La
     hparams = broadcast_hparams(hparams, num_runs)
     state_shape = jax.eval_shape(batched_init(program), keys, hparams)
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state_shape)
-    program.check_metrics(jax.eval_shape(program.update, one)[1])
+    program.check_metrics(jax.eval_shape(program.traced_update, one)[1])
     state_sharding = layout.state(state_shape, program.env_axes)
     shardings = {}
     if layout.mesh is not None:

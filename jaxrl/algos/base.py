@@ -10,6 +10,7 @@ see an algorithm only through this record and the Program it builds, so adding o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -50,6 +51,17 @@ class Program:
     # Where the state keeps the hyperparameters `init` was given (resume edits and PBT replace them).
     get_hparams: Callable[[Any], Any] = lambda state: state.hparams
     set_hparams: Callable[[Any, Any], Any] = lambda state, hparams: state.replace(hparams=hparams)
+
+    @functools.cached_property
+    def traced_update(self) -> Callable:
+        """`update` as one jitted function: the loop, the metrics check and the memory estimate all call it,
+        so it is traced once for each state shape (nested in the chunk, XLA inlines it)."""
+        return jax.jit(self.update)
+
+    @functools.cached_property
+    def traced_init(self) -> Callable:
+        """`init` jitted once, for the same reason."""
+        return jax.jit(self.init)
 
     @property
     def chunk_capacity(self) -> int:
