@@ -25,6 +25,15 @@ def machine() -> dict:
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
 
 
+def write_results(text: str, out) -> None:
+    """Print a results table and, when `out` is given, write it there."""
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+        print(f"wrote {out}")
+
+
 def provenance(script: str, info: dict) -> list[str]:
     """Two lines: the command and date, then the machine and versions."""
     return [f"Produced by `python benchmarks/{script}` on {info['date']}.",

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from common import machine, provenance
+from common import machine, provenance, write_results
 from peers import PUREJAXRL_CARTPOLE, run_jaxrl, set_args
 
 HERE = Path(__file__).resolve().parent
@@ -88,12 +88,7 @@ def main() -> None:
         "(mean over seeds; for the sweep, over its runs).", "",
         "| case | compile s | run s | env steps/s | whole process s | final return |",
         "|---|---|---|---|---|---|", *rows]) + "\n"
-    print(text)
-    out = args.out or (None if args.scale == "tiny" else HERE / "results" / "gpu.md")
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
-        print(f"wrote {out}")
+    write_results(text, args.out or (None if args.scale == "tiny" else HERE / "results" / "gpu.md"))
 
 
 if __name__ == "__main__":

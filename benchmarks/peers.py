@@ -44,7 +44,7 @@ from pathlib import Path
 
 import yaml
 
-from common import machine, provenance
+from common import machine, provenance, write_results
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / ".peers"
@@ -233,12 +233,7 @@ def main() -> None:
     results = [run_row(row, args.pairs, args.quick) for row in rows]
     load = (" ".join(load_before), " ".join(Path("/proc/loadavg").read_text().split()[:3]))
     text = table(results, load)
-    print(text)
-    out = args.out or (None if args.quick else HERE / "results" / "peers-cpu.md")
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
-        print(f"wrote {out}")
+    write_results(text, args.out or (None if args.quick else HERE / "results" / "peers-cpu.md"))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ as jaxrl's. Several seeds are vmapped over keys, as in the baseline's main.
 
 import jax
 
-from shared import compile_and_run, emit, final_return, import_from, parser
+from shared import emit, final_return, import_from, parser, run_seeds
 
 
 def main() -> None:
@@ -29,12 +29,7 @@ def main() -> None:
     ippo_ff_mpe.LogWrapper = FinishedEpisodeLog
     wandb.init(mode="disabled")
     config = dict(args.config)
-    train = ippo_ff_mpe.make_train(config)
-    if args.seeds == 1:
-        key = jax.random.PRNGKey(0)
-    else:
-        train, key = jax.vmap(train), jax.random.split(jax.random.PRNGKey(0), args.seeds)
-    out, compile_s, run_s = compile_and_run(train, key)
+    out, compile_s, run_s = run_seeds(ippo_ff_mpe.make_train, config, args.seeds)
     metrics = jax.tree.map(lambda x: x.reshape(args.seeds, config["NUM_UPDATES"]), out["metrics"])
     final = final_return(metrics["returned_episode"], metrics["finished_return"])
     steps = config["NUM_UPDATES"] * config["NUM_STEPS"] * config["NUM_ENVS"] * args.seeds

@@ -10,7 +10,7 @@ import types
 
 import jax
 
-from shared import FiveValueStep, compile_and_run, emit, final_return, import_from, parser
+from shared import FiveValueStep, emit, final_return, import_from, parser, run_seeds
 
 
 def main() -> None:
@@ -22,12 +22,7 @@ def main() -> None:
     ppo.gymnax = types.SimpleNamespace(make=lambda name: (lambda env, params: (FiveValueStep(env), params))(
         *gymnax.make(name)))
     config = dict(args.config)
-    train = ppo.make_train(config)
-    if args.seeds == 1:
-        key = jax.random.PRNGKey(0)
-    else:
-        train, key = jax.vmap(train), jax.random.split(jax.random.PRNGKey(0), args.seeds)
-    out, compile_s, run_s = compile_and_run(train, key)
+    out, compile_s, run_s = run_seeds(ppo.make_train, config, args.seeds)
     info = jax.tree.map(lambda x: x.reshape(args.seeds, config["NUM_UPDATES"], -1), out["metrics"])
     done = info["returned_episode"]
     final = final_return(done.sum(-1), (info["returned_episode_returns"] * done).sum(-1))

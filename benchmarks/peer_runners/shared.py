@@ -62,6 +62,14 @@ def compile_and_run(fn, *args):
     return out, compile_s, time.perf_counter() - start
 
 
+def run_seeds(make_train, config: dict, seeds: int):
+    """A peer's `make_train(config)` run for `seeds` seeds (vmapped when more than one): (out, compile s, run s)."""
+    train = make_train(config)
+    if seeds == 1:
+        return compile_and_run(train, jax.random.PRNGKey(0))
+    return compile_and_run(jax.vmap(train), jax.random.split(jax.random.PRNGKey(0), seeds))
+
+
 def window_updates(num_updates: int) -> int:
     """Updates at the end of a run whose finished episodes make the final return (jaxrl's: the last 5%)."""
     return max(1, int(round(num_updates * 0.05)))
