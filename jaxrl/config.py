@@ -45,8 +45,14 @@ def run(default, doc, **limits):
     return _field("run", default, doc, **limits)
 
 
+KINDS = ("static", "dynamic", "run")
+
+
 def fields_of(config_cls, kind: str | None = None) -> list[dataclasses.Field]:
-    return [f for f in dataclasses.fields(config_cls) if kind is None or f.metadata["kind"] == kind]
+    """A config's fields of one kind, or all of them static first, then dynamic, then run (shared fields
+    declared in a base class keep that order)."""
+    fields = sorted(dataclasses.fields(config_cls), key=lambda f: KINDS.index(f.metadata["kind"]))
+    return [f for f in fields if kind is None or f.metadata["kind"] == kind]
 
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, "tuple": tuple, "dict": dict}
@@ -187,7 +193,7 @@ def load_yaml(path: str | Path, what: str = "config file") -> dict[str, Any]:
 
 
 def to_dict(config) -> dict[str, Any]:
-    return {f.name: (list(v) if isinstance(v := getattr(config, f.name), tuple) else v) for f in dataclasses.fields(config)}
+    return {f.name: (list(v) if isinstance(v := getattr(config, f.name), tuple) else v) for f in fields_of(type(config))}
 
 
 def hparams(config) -> dict[str, float]:
@@ -196,10 +202,9 @@ def hparams(config) -> dict[str, float]:
 
 
 def describe(config_cls) -> str:
-    """One line per field, static fields first, then dynamic, then run: name, kind, default, doc (`jaxrl algos`)."""
+    """One line per field (`fields_of` order): name, kind, default, doc (for `jaxrl algos`)."""
     lines = []
-    order = ("static", "dynamic", "run")
-    for f in sorted(dataclasses.fields(config_cls), key=lambda f: order.index(f.metadata["kind"])):
+    for f in fields_of(config_cls):
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         lines.append(f"  {f.name:<20} {f.metadata['kind']:<8} {default!r:<22} {f.metadata['doc']}")
     return "\n".join(lines)

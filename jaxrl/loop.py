@@ -285,7 +285,9 @@ def run(
         diverged_at, done = layout.put(np.asarray(start.diverged_at, np.int32)), start.done
         history = [start.metrics] if done else []
     every, capacity = program.log_every, program.chunk_capacity
-    size = capacity if program.updates_per_chunk else every  # sized by wall time: start small, measure, grow
+    if not program.updates_per_chunk:  # sized by wall time: start small, measure, grow; a tenth of the run at most
+        capacity = min(capacity, -(-program.num_updates // 10 // every) * every or every)
+    size = capacity if program.updates_per_chunk else every
     while done < program.num_updates:
         n = min(size, program.num_updates - done)
         chunk_start = time.perf_counter()

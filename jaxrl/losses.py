@@ -14,6 +14,7 @@ from jaxrl.config import dynamic
 class PPOHyperparameters:
     """The dynamic fields GAE, the PPO loss and its optimiser read (`hp` below), shared by every PPO config."""
 
+    lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
     gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
     gae_lambda: float = dynamic(0.95, "GAE lambda", low=0.0, high=1.0)
     clip_eps: float = dynamic(0.2, "PPO ratio clipping epsilon", low=0.0, low_open=True)

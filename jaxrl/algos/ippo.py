@@ -72,7 +72,6 @@ class Config(PPOHyperparameters):
                                        "second)", low=0)
     unroll: int = static(1, "loop unrolling of the rollout scan", low=1)
     # dynamic: traced numbers
-    lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
     pfsp_power: float = dynamic(2.0, "pfsp: opponent weight (1 - learner's score against it in its weaker side)^p",
                                  low=0.0)
     scripted_share: float = dynamic(0.0, "share of opponent draws reserved for scripted_opponents (0: drawn "

@@ -47,7 +47,7 @@ class Config(PPOHyperparameters):
                                        "second)", low=0)
     unroll: int = static(1, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
     # dynamic: traced numbers, may differ per run inside one program
-    lr: float = dynamic(1e-3, "Adam learning rate", low=0.0, low_open=True)
+    lr: float = dynamic(1e-3, "Adam learning rate", low=0.0, low_open=True)  # PPOHyperparameters' field
     # run: host-side only
     total_timesteps: int = run(250_000, "env steps per seed", low=1)
     seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
