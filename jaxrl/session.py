@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -146,7 +147,10 @@ class Session:
         """Run (or continue) the runs to the end; `on_chunk(report)` after every chunk."""
         program, layout, ckpt_spec = self.program, self.layout, self.checkpoints
         every_updates, every_seconds = parse_every(ckpt_spec.every) if ckpt_spec else (None, None)
-        writer = checkpoint.Checkpointer(ckpt_spec.directory, ckpt_spec.keep) if ckpt_spec else None
+        # Made while the first chunks run (importing orbax takes a moment); waited for at the first write.
+        pending_writer = ThreadPoolExecutor(1).submit(checkpoint.Checkpointer, ckpt_spec.directory, ckpt_spec.keep) \
+            if ckpt_spec else None
+        writer = None
         if start is not None:
             self.saved = start.done
         driver_state = None
@@ -167,8 +171,10 @@ class Session:
             if every_updates:
                 due = report.done // every_updates > self.saved // every_updates
             else:
-                due = writer is not None and time.perf_counter() - last_save["t"] >= every_seconds
-            if writer and (due or final or self.guard.requested):
+                due = pending_writer is not None and time.perf_counter() - last_save["t"] >= every_seconds
+            if pending_writer and (due or final or self.guard.requested):
+                nonlocal writer
+                writer = pending_writer.result()
                 run = {"state": report.state, "diverged_at": report.diverged_at,
                        "metrics": {k: np.concatenate([h[k] for h in report.history], axis=1) for k in report.metrics}}
                 if self.driver:
@@ -179,7 +185,7 @@ class Session:
                 last_save["t"] = time.perf_counter()
             if self.guard.requested and not final:  # `finally` below waits for the write
                 name = signal.Signals(self.guard.signum).name
-                where = (f"checkpoint written; resume with: {self.resume_hint}" if writer and self.resume_hint
+                where = (f"checkpoint written; resume with: {self.resume_hint}" if pending_writer and self.resume_hint
                          else "nothing was saved")
                 raise Preempted(f"stopped by {name} after update {report.done} of {program.num_updates}; {where}",
                                 self.guard.signum)
@@ -190,8 +196,8 @@ class Session:
                 program, self.keys, self.hparams, on_chunk=after_chunk, compiled=compiled, start=start,
                 between_chunks=between_chunks if self.driver else None)
         finally:
-            if writer:
-                writer.close()  # waits for the last write
+            if pending_writer:
+                pending_writer.result().close()  # waits for the last write
         return Outcome(state, metrics, diverged_at, timings, box["driver"], self.saved)
 
 

@@ -7,6 +7,7 @@ import math
 import shutil
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,13 +116,15 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
         if start is not None:
             summary["resumed_from_update"] = start_step
         policy = layout.to_host(algorithm.policy_state(state))
+        # The learning curves are drawn while the policy is evaluated (mostly compiled code).
+        curves = ThreadPoolExecutor(1).submit(plots.plot_curves, rec.path, metrics, program.steps_per_update
+                                              * program.log_every, f"{algorithm.name} on {config.env}") if rec else None
         if eval_episodes:
             from jaxrl.evaluate import evaluate_state
 
             summary["eval"] = evaluate_state(config, policy, eval_episodes, seed=config.seed)
         if rec:
-            plots.plot_curves(rec.path, metrics, program.steps_per_update * program.log_every,
-                              f"{algorithm.name} on {config.env}")
+            curves.result()
             if algorithm.report:  # an algorithm's own after-training record (self-play ratings)
                 summary.update(algorithm.report(config, policy, rec.path, program.steps_per_update))
             summary["wall_s"] = round(time.perf_counter() - wall_start, 3)
