@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import signal
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -44,6 +44,15 @@ def parse_every(every: int | str) -> tuple[int | None, float | None]:
         return None, float(match[1]) * _UNITS[match[2]]
     raise JaxrlError(f"checkpoint_every={every!r}: give a number of updates (e.g. 50) or a wall time such as 30s, "
                      f"5m or 1h")
+
+
+def in_background(fn: Callable, *args) -> Future:
+    """`fn(*args)` in a worker thread; `.result()` waits for it and raises what it raised."""
+    executor = ThreadPoolExecutor(1)
+    try:
+        return executor.submit(fn, *args)
+    finally:
+        executor.shutdown(wait=False)
 
 
 def run_keys(seed: int, num_seeds: int):
@@ -148,9 +157,7 @@ class Session:
         program, layout, ckpt_spec = self.program, self.layout, self.checkpoints
         every_updates, every_seconds = parse_every(ckpt_spec.every) if ckpt_spec else (None, None)
         # Made while the first chunks run (importing orbax takes a moment); waited for at the first write.
-        pending_writer = ThreadPoolExecutor(1).submit(checkpoint.Checkpointer, ckpt_spec.directory, ckpt_spec.keep) \
-            if ckpt_spec else None
-        writer = None
+        pending_writer = in_background(checkpoint.Checkpointer, ckpt_spec.directory, ckpt_spec.keep) if ckpt_spec else None
         if start is not None:
             self.saved = start.done
         driver_state = None
@@ -173,14 +180,12 @@ class Session:
             else:
                 due = pending_writer is not None and time.perf_counter() - last_save["t"] >= every_seconds
             if pending_writer and (due or final or self.guard.requested):
-                nonlocal writer
-                writer = pending_writer.result()
                 run = {"state": report.state, "diverged_at": report.diverged_at,
                        "metrics": {k: np.concatenate([h[k] for h in report.history], axis=1) for k in report.metrics}}
                 if self.driver:
                     run["driver"] = box["driver"]
-                writer.save(report.done, layout.to_host(run), layout.to_host(ckpt_spec.policy_state(report.state)),
-                            ckpt_spec.info)
+                pending_writer.result().save(report.done, layout.to_host(run),
+                                             layout.to_host(ckpt_spec.policy_state(report.state)), ckpt_spec.info)
                 self.saved = report.done
                 last_save["t"] = time.perf_counter()
             if self.guard.requested and not final:  # `finally` below waits for the write
@@ -196,7 +201,7 @@ class Session:
                 program, self.keys, self.hparams, on_chunk=after_chunk, compiled=compiled, start=start,
                 between_chunks=between_chunks if self.driver else None)
         finally:
-            if pending_writer:
+            if pending_writer and pending_writer.exception() is None:  # a failure to create it was raised at use
                 pending_writer.result().close()  # waits for the last write
         return Outcome(state, metrics, diverged_at, timings, box["driver"], self.saved)
 

@@ -7,7 +7,6 @@ import math
 import shutil
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from jaxrl.config import check_keys, fields_of, hparams, to_dict
 from jaxrl.errors import JaxrlError
 from jaxrl.progress import Progress
 from jaxrl.session import (DEFAULT_CHECKPOINT_EVERY, Checkpoints, Session, check_checkpoint_format, checkpoint_info,
-                           load_run_config, parse_every, run_keys)
+                           in_background, load_run_config, parse_every, run_keys)
 
 
 @dataclass
@@ -117,8 +116,8 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
             summary["resumed_from_update"] = start_step
         policy = layout.to_host(algorithm.policy_state(state))
         # The learning curves are drawn while the policy is evaluated (mostly compiled code).
-        curves = ThreadPoolExecutor(1).submit(plots.plot_curves, rec.path, metrics, program.steps_per_update
-                                              * program.log_every, f"{algorithm.name} on {config.env}") if rec else None
+        curves = in_background(plots.plot_curves, rec.path, metrics, program.steps_per_update * program.log_every,
+                               f"{algorithm.name} on {config.env}") if rec else None
         if eval_episodes:
             from jaxrl.evaluate import evaluate_state
 
