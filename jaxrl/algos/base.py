@@ -11,7 +11,7 @@ see an algorithm only through this record and the Program it builds, so adding o
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import jax
@@ -100,16 +100,13 @@ class Algorithm:
     policy_state: Callable[[Any], dict]  # runner state -> what the trained policy needs (params, statistics)
     # (config, env, env_params, stochastic=False) -> act(policy_state, obs, key=None) -> action
     make_policy: Callable[..., Callable]
-    presets: Mapping[str, Mapping[str, Any]] = None  # env-id prefix -> settings applied under the user's
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # env-id prefix -> settings under the user's
     # Optional hooks, declared rather than discovered.
     # evaluate(config, policy, episodes, seed, opponents=None, opening=0) -> dict or None (the generic evaluation)
     evaluate: Callable | None = None
     report: Callable | None = None  # report(config, policy, run_dir, steps_per_update) -> summary entries
     make_actor: Callable | None = None  # league play: (config, env, env_params) -> act(params, obs, key)
     recurrent: Callable[[Any], bool] = lambda config: False  # does the policy carry a hidden state?
-
-    def __post_init__(self):
-        object.__setattr__(self, "presets", dict(self.presets or {}))
 
     def make_train(self, config) -> Callable:
         """`train(key, hparams=None)` of `config` (see `make_train`); None: the config's dynamic fields."""

@@ -59,9 +59,9 @@ class Plan:
 def make_plan(spec: SweepSpec, allow_many_compiles: bool) -> Plan:
     """Points, their configs, groups of one compilation each, and the groups' programs (envs built:
     errors before compiling)."""
-    module = algos.get(spec.algo)
+    algorithm = algos.get(spec.algo)
     points = sample_points(spec)
     configs = [point_config(spec, i, p) for i, p in enumerate(points)]
     groups = group_points(configs)
     check_compile_count(spec, groups, configs, allow_many_compiles)
-    return Plan(points, configs, groups, [module.make_program(configs[g[0]]) for g in groups])
+    return Plan(points, configs, groups, [algorithm.make_program(configs[g[0]]) for g in groups])

@@ -148,7 +148,7 @@ def parse_spec(data: dict, where: str = "sweep spec") -> SweepSpec:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; valid keys: {', '.join(SPEC_KEYS)}")
     algo = data.get("algo", "ppo")
-    module = algos.get(algo)
+    algorithm = algos.get(algo)
     base = data.get("base") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"{where}: base must be a mapping of config fields")
@@ -157,18 +157,18 @@ def parse_spec(data: dict, where: str = "sweep spec") -> SweepSpec:
         if "env" in base:
             raise ConfigError(f"{where}: env is given both at the top level and in base")
         base["env"] = data["env"]
-    check_keys(module.Config, base, f"{where} base")
+    check_keys(algorithm.Config, base, f"{where} base")
     space = data.get("space")
     if not isinstance(space, dict) or not space:
         raise ConfigError(f"{where}: space is empty; name at least one config field to sweep")
-    check_keys(module.Config, space, f"{where} space")
+    check_keys(algorithm.Config, space, f"{where} space")
     for key in RESERVED:
         if key in base or key in space:
             raise ConfigError(f"{where}: {key} is set by the sweep; use the spec's `seed` and `seeds`")
     both = sorted(set(base) & set(space))
     if both:
         raise ConfigError(f"{where}: {', '.join(both)} given both in base and in space")
-    fields = {f.name: f for f in dataclasses.fields(module.Config)}
+    fields = {f.name: f for f in dataclasses.fields(algorithm.Config)}
     dims = tuple(parse_dimension(name, entry, fields[name], where) for name, entry in space.items())
 
     method = data.get("method", "random")
@@ -190,14 +190,14 @@ def parse_spec(data: dict, where: str = "sweep spec") -> SweepSpec:
                                   f"{math.prod(len(d.values) for d in dims)} points")
         num_points = math.prod(len(d.values) for d in dims)
     else:
-        num_points = _points_from_budget(data, module, base, space, seeds, where)
-    name = str(data.get("name") or f"{algo}-{str(base.get('env', module.Config.env)).split(':')[-1]}")
+        num_points = _points_from_budget(data, algorithm, base, space, seeds, where)
+    name = str(data.get("name") or f"{algo}-{str(base.get('env', algorithm.Config.env)).split(':')[-1]}")
     return SweepSpec(algo, base, dims, method, num_points, seeds, seed,
                      positive_int(data, "max_parallel", 0, where, minimum=0), metric,
                      positive_int(data, "max_compiles", 16, where), name, dict(data))
 
 
-def _points_from_budget(data, module, base, space, seeds, where) -> int:
+def _points_from_budget(data, algorithm, base, space, seeds, where) -> int:
     if "budget" not in data:
         if "num_points" not in data:
             raise ConfigError(f"{where}: random search needs num_points or budget (env steps of the whole sweep)")
