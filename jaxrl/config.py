@@ -17,6 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from jaxrl.errors import JaxrlError
@@ -199,6 +200,12 @@ def to_dict(config) -> dict[str, Any]:
 def hparams(config) -> dict[str, float]:
     """The dynamic fields, to be passed into the program as traced arrays."""
     return {f.name: float(getattr(config, f.name)) for f in fields_of(type(config), "dynamic")}
+
+
+def stacked_hparams(configs) -> dict[str, np.ndarray]:
+    """The dynamic fields of several runs' configs (one static signature), one value per run."""
+    return {f.name: np.asarray([getattr(c, f.name) for c in configs], np.float32)
+            for f in fields_of(type(configs[0]), "dynamic")}
 
 
 def describe(config_cls) -> str:

@@ -150,11 +150,15 @@ def batched_init(program: Program, **jit_kwargs) -> Callable:
     return jax.jit(lambda k, hp: jax.lax.map(lambda args: program.traced_init(*args), (k, hp)), **jit_kwargs)
 
 
+def unbatched(shapes):
+    """The shapes of one run's part of a batched pytree (its leading run axis dropped)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), shapes)
+
+
 def state_shapes(program: Program, keys: jax.Array, hparams: dict):
     """Shapes and dtypes of the batched runner state and of one update's metrics."""
     state = jax.eval_shape(batched_init(program), keys, broadcast_hparams(hparams, keys.shape[0]))
-    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
-    return state, jax.eval_shape(program.traced_update, one)[1]
+    return state, jax.eval_shape(program.traced_update, unbatched(state))[1]
 
 
 def device_memory() -> int:
@@ -196,11 +200,9 @@ def peak_bytes(jaxpr) -> int:
 def memory_estimate(program: Program, keys: jax.Array, hparams: dict) -> tuple[int, int]:
     """Bytes of (the runner state of all runs, what one update of all runs allocates: its rollout,
     advantages, shuffled minibatch copies, activations, gradients and the new state)."""
-    num_runs = keys.shape[0]
-    state = jax.eval_shape(batched_init(program), keys, broadcast_hparams(hparams, num_runs))
-    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state)
-    update = jax.make_jaxpr(program.traced_update)(one)
-    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)), num_runs * peak_bytes(update.jaxpr)
+    state, _ = state_shapes(program, keys, hparams)
+    update = jax.make_jaxpr(program.traced_update)(unbatched(state))
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)), keys.shape[0] * peak_bytes(update.jaxpr)
 
 
 def check_memory(program: Program, keys: jax.Array, hparams: dict, num_devices: int = 1) -> None:
@@ -224,10 +226,9 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: La
     A single run on one device is compiled without a run axis (a vmap of one costs time)."""
     start = time.perf_counter()
     num_runs = keys.shape[0]
+    state_shape, metric_shapes = state_shapes(program, keys, hparams)
+    program.check_metrics(metric_shapes)
     hparams = broadcast_hparams(hparams, num_runs)
-    state_shape = jax.eval_shape(batched_init(program), keys, hparams)
-    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state_shape)
-    program.check_metrics(jax.eval_shape(program.traced_update, one)[1])
     state_sharding = layout.state(state_shape, program.env_axes)
     shardings = {}
     if layout.mesh is not None:
@@ -255,7 +256,6 @@ def run(
     program: Program,
     keys: jax.Array,
     hparams: dict,
-    on_compiled: Callable[[float], None] | None = None,
     on_chunk: Callable[[ChunkReport], None] | None = None,
     compiled: Compiled | None = None,
     between_chunks: Callable | None = None,
@@ -274,8 +274,6 @@ def run(
     """
     if compiled is None:
         compiled = compile_program(program, keys, hparams, layout)
-        if on_compiled:
-            on_compiled(compiled.seconds)
     layout = compiled.layout
     clock = time.perf_counter()
     if start is None:

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from jaxrl import algos, plots, records
-from jaxrl.config import ConfigError, fields_of, format_point, hparams
+from jaxrl.config import ConfigError, fields_of, format_point, stacked_hparams
 from jaxrl.stats import nanmean
 from jaxrl.sweep import spec as sweep_spec
 from jaxrl.sweep.ranking import round_metric
@@ -206,8 +206,7 @@ def _plan(spec: PBTSpec) -> _Plan:
     seeds = np.repeat(np.arange(sw.seed, sw.seed + R), P)
     keys = jax.vmap(jax.random.fold_in)(jax.vmap(jax.random.PRNGKey)(jnp.asarray(seeds)),
                                         jnp.tile(jnp.arange(P), R))
-    point_hp = [hparams(c) for c in configs]
-    hp = {k: np.asarray([h[k] for h in point_hp], np.float32) for k in point_hp[0]}
+    hp = stacked_hparams(configs)
     exploit_explore = make_exploit_explore(st, R, explored, field_bounds(algorithm.Config, explored), program)
     pbt_key = jax.random.PRNGKey(sw.seed)
 

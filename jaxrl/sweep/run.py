@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 
 from jaxrl import plots, records
-from jaxrl.config import ConfigError, format_value, hparams
+from jaxrl.config import ConfigError, format_value, stacked_hparams
 from jaxrl.stats import nanmean
 from jaxrl.sweep.plan import Plan, default_block_size, make_plan
 from jaxrl.sweep.ranking import rank_points, read_run_row, run_row
@@ -116,8 +116,7 @@ def _run_groups(spec: SweepSpec, plan: Plan, sweep_dir, rec, progress, devices, 
                 real = members[start:start + block]
                 padded = real + [real[-1]] * (block - len(real))  # same shape for every block: one compilation
                 keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([spec.seed + s for _, s in padded]))
-                point_hp = [hparams(configs[p]) for p, _ in padded]
-                hp = {k: np.asarray([h[k] for h in point_hp], np.float32) for k in point_hp[0]}
+                hp = stacked_hparams([configs[p] for p, _ in padded])
                 session = Session(program, keys, hp, layout, compiled=compiled,
                                   resume_hint=f"jaxrl resume {sweep_dir}" if sweep_dir else None)
                 if compiled is None:
