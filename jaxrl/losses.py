@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 
-from jaxrl.config import dynamic
+from jaxrl.config import ConfigError, dynamic, static
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,79 @@ def ppo_loss(log_prob, entropy, values, old_log_prob, old_values, advantages, ta
     total = pi_loss + hp["vf_coef"] * v_loss - hp["ent_coef"] * entropy
     return total, {"policy_loss": pi_loss, "value_loss": v_loss, "entropy": entropy,
                    "approx_kl": approx_kl, "clip_frac": clip_frac}
+
+
+VALUE_HEADS = ("scalar", "hl_gauss", "two_hot")
+ERF_ARGUMENT_BOUND = 5.0  # erf(5) == 1 in float32; unclipped arguments hung vmapped CPU programs (jax 0.10)
+
+
+@dataclass(frozen=True)
+class ValueHeadConfig:
+    """The static fields choosing how a network outputs values (a critic, or Q-values per action)."""
+
+    value_head: str = static("scalar", "value output: one number (scalar), or logits over bins trained by "
+                                       "cross-entropy to a HL-Gauss or two-hot projected target", choices=VALUE_HEADS)
+    value_bins: int = static(51, "bins of a categorical value head", low=2)
+    value_min: float = static(-100.0, "lowest value a categorical head represents (its first bin centre)")
+    value_max: float = static(100.0, "highest value a categorical head represents (its last bin centre)")
+    value_sigma: float = static(0.75, "HL-Gauss standard deviation, in bin widths", low=0.0, low_open=True)
+
+    @property
+    def value_head_spec(self) -> "ValueHead":
+        if self.value_head != "scalar" and not self.value_min < self.value_max:
+            raise ConfigError(f"value_min={self.value_min} must be below value_max={self.value_max}")
+        return ValueHead(self.value_head, self.value_bins, self.value_min, self.value_max, self.value_sigma)
+
+
+@dataclass(frozen=True)
+class ValueHead:
+    """Values as one output, or as a distribution over `bins` evenly spaced centres on [low, high]
+    ("Stop Regressing", Farebrother et al. 2024). `out` arrays end in `outputs` numbers per value."""
+
+    kind: str = "scalar"
+    bins: int = 51
+    low: float = -100.0
+    high: float = 100.0
+    sigma: float = 0.75  # HL-Gauss: in bin widths
+
+    @property
+    def outputs(self) -> int:
+        return 1 if self.kind == "scalar" else self.bins
+
+    @property
+    def bin_width(self) -> float:
+        return (self.high - self.low) / (self.bins - 1)
+
+    def centers(self) -> jax.Array:
+        return jnp.linspace(self.low, self.high, self.bins)
+
+    def value(self, out: jax.Array) -> jax.Array:
+        """[..., outputs] -> [...]: the output, or the expectation of the categorical distribution."""
+        if self.kind == "scalar":
+            return out[..., 0]
+        return jax.nn.softmax(out) @ self.centers()
+
+    def project(self, target: jax.Array) -> jax.Array:
+        """[...] -> [..., bins]: the target distribution of each scalar target, clipped into the support.
+
+        hl_gauss: a Gaussian of std sigma * bin_width around the target, integrated over each bin
+        (bins extend half a width either side of their centre) and renormalised to the support;
+        two_hot: the target split between its two neighbouring centres so the expectation is the target.
+        """
+        target = jnp.clip(target, self.low, self.high)[..., None]
+        if self.kind == "two_hot":
+            below = jnp.clip(jnp.floor((target - self.low) / self.bin_width), 0, self.bins - 2)
+            upper_weight = jnp.clip((target - self.low) / self.bin_width - below, 0.0, 1.0)
+            index = jnp.arange(self.bins)
+            return jnp.where(index == below, 1.0 - upper_weight, 0.0) + jnp.where(index == below + 1, upper_weight, 0.0)
+        edges = jnp.linspace(self.low - self.bin_width / 2, self.high + self.bin_width / 2, self.bins + 1)
+        scale = self.sigma * self.bin_width * math.sqrt(2.0)
+        cdf = jax.scipy.special.erf(jnp.clip((edges - target) / scale, -ERF_ARGUMENT_BOUND, ERF_ARGUMENT_BOUND))
+        mass = cdf[..., 1:] - cdf[..., :-1]
+        return mass / jnp.maximum(cdf[..., -1:] - cdf[..., :1], 1e-12)
+
+    def cross_entropy(self, out: jax.Array, target: jax.Array) -> jax.Array:
+        """[..., bins], [...] -> [...]: cross-entropy of the predicted bins against the projected target
+        (no gradient through the target)."""
+        probs = jax.lax.stop_gradient(self.project(target))
+        return -(probs * jax.nn.log_softmax(out)).sum(-1)

@@ -77,7 +77,8 @@ class MLP(nn.Module):
 
     With `conv_channels`, the first prod(image_shape) input features are an image [H, W, C]
     that passes VALID convolutions (stride 1) first; any features after it (agent ids) join
-    the flattened feature maps.
+    the flattened feature maps. `layer_norm` normalises each hidden layer before its activation;
+    `out_features=0` returns the last hidden features (a torso for several heads).
     """
 
     hidden_sizes: Sequence[int]
@@ -87,6 +88,7 @@ class MLP(nn.Module):
     conv_channels: Sequence[int] = ()
     conv_kernel: int = 3
     image_shape: Sequence[int] = ()
+    layer_norm: bool = False
 
     @nn.compact
     def __call__(self, x):
@@ -98,8 +100,48 @@ class MLP(nn.Module):
                 image = act(dense(channels, np.sqrt(2))(patches(image, self.conv_kernel)))
             x = jnp.concatenate([image.reshape(lead + (-1,)), x[..., size:]], -1)
         for size in self.hidden_sizes:
-            x = act(dense(size, np.sqrt(2))(x))
-        return dense(self.out_features, self.out_scale)(x)
+            x = dense(size, np.sqrt(2))(x)
+            x = act(nn.LayerNorm()(x) if self.layer_norm else x)
+        return dense(self.out_features, self.out_scale)(x) if self.out_features else x
+
+
+def flatten_obs(obs: jax.Array, obs_ndim: int) -> jax.Array:
+    """[..., *obs_shape] -> [..., prod(obs_shape)] float32 (obs_shape has `obs_ndim` axes)."""
+    return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (-1,)).astype(jnp.float32)
+
+
+class QNetwork(nn.Module):
+    """Action values of the flattened observation: [..., *obs_shape] -> [..., action_dim, outputs].
+
+    `outputs` numbers per action feed a value head (jaxrl.losses.ValueHead: 1 for a scalar Q-value,
+    logits over bins for a categorical one). `dueling` splits a state value and mean-centred action
+    advantages after a shared torso (Wang et al. 2016); `layer_norm` normalises every hidden layer (PQN).
+    """
+
+    action_dim: int
+    obs_ndim: int = 1
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "relu"
+    layer_norm: bool = False
+    dueling: bool = False
+    outputs: int = 1
+    conv_channels: Sequence[int] = ()
+    conv_kernel: int = 3
+    image_shape: Sequence[int] = ()
+
+    @nn.compact
+    def __call__(self, obs):
+        x = flatten_obs(obs, self.obs_ndim)
+        lead = x.shape[:-1]
+        conv = (self.conv_channels, self.conv_kernel, self.image_shape)
+        if not self.dueling:
+            out = MLP(self.hidden_sizes, self.action_dim * self.outputs, self.activation, 1.0, *conv,
+                      layer_norm=self.layer_norm)(x)
+            return out.reshape(lead + (self.action_dim, self.outputs))
+        features = MLP(self.hidden_sizes, 0, self.activation, 1.0, *conv, layer_norm=self.layer_norm)(x)
+        value = dense(self.outputs, 1.0)(features).reshape(lead + (1, self.outputs))
+        advantage = dense(self.action_dim * self.outputs, 1.0)(features).reshape(lead + (self.action_dim, self.outputs))
+        return value + advantage - advantage.mean(-2, keepdims=True)
 
 
 class ActorCritic(nn.Module):
@@ -129,7 +171,7 @@ class ActorCritic(nn.Module):
             self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
 
     def _flat(self, obs):
-        return obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,)).astype(jnp.float32)
+        return flatten_obs(obs, self.obs_ndim)
 
     def __call__(self, obs, critic_obs=None):
         x = self._flat(obs)
