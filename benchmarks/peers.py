@@ -15,6 +15,11 @@ Rows:
       inside training are off). Rejax's PPO differs in details it does not expose: gradients clipped
       elementwise (jaxrl: by global norm), Adam eps 1e-8 (jaxrl: 1e-5), actor and critic stepped apart
   (e) the 16-point lr grid of benchmarks/peers_lr_sweep.yaml: Rejax vmapped vs `jaxrl sweep`
+  (f) DQN CartPole, PureJaxRL's config (purejaxrl/dqn.py's __main__: CleanRL's, 10 envs, 10k buffer, a
+      batch of 128 each step from 1e4 steps on, hard target copy every 500 steps, 5e5 steps), 1 seed
+  (g) PQN CartPole, purejaxql's config (purejaxql/config/alg/pqn_cartpole.yaml: 32 envs x 64 steps, 4 epochs
+      x 16 minibatches, LayerNorm, Q(lambda), 5e5 steps), 1 seed; purejaxql's 20 greedy tests of 128
+      episodes inside training are off (jaxrl's side runs none either)
 
 Each pair runs the peer (its own code, through benchmarks/peer_runners/, in the peers' venv), then the
 `jaxrl` command (train or sweep, checkpoints at its default cadence, no persistent compilation cache:
@@ -25,7 +30,9 @@ episodes finished in the last 5% of updates (jaxrl's definition, computed the sa
 episode statistics), or for (d) the deterministic evaluation. Ratios are jaxrl/peer per pair; medians
 and [min-max] over pairs. A peer's whole process is its own code's: PureJaxRL's wrappers.py imports brax
 and navix (~5 s on a busy 2-core machine) although its gymnax PPO uses neither; JaxMARL's IPPO imports
-hydra and wandb and calls wandb.log (disabled) from the device once per update.
+hydra and wandb and calls wandb.log (disabled) from the device once per update; purejaxql's PQN imports
+hydra, wandb and safetensors. The final return of (f) and (g) is that of training episodes, acting
+epsilon-greedily on both sides (PureJaxRL's epsilon ends at 0.05, purejaxql's at 0.2).
 """
 
 from __future__ import annotations
@@ -59,7 +66,42 @@ PUREJAXRL_CARTPOLE = dict(num_envs=4, num_steps=128, update_epochs=4, num_miniba
 # JaxMARL's baselines/IPPO/config/ippo_ff_mpe.yaml, at 1e6 steps instead of 1e7.
 JAXMARL_MPE = dict(PUREJAXRL_CARTPOLE, num_envs=16, total_timesteps=1_000_000)
 REJAX_LR = 7.5e-4  # rejax's configs/gymnax/cartpole.yaml (ppo); the rest is the sweep spec's base
-QUICK_STEPS = {"a": 20_480, "b": 20_480, "c": 8_192, "d": 5_000, "e": 5_000}
+# Rows (f) and (g): the peer's config in its own keys, and the same in jaxrl's fields. The jaxrl field names and
+# units must match jaxrl/algos/dqn.py's and pqn.py's Config (`jaxrl train --algo dqn --help`).
+PUREJAXRL_DQN = {
+    # purejaxrl/dqn.py's __main__ config (SEED, NUM_SEEDS, ENTITY, PROJECT: its main's, unused by make_train)
+    "peer": dict(NUM_ENVS=10, BUFFER_SIZE=10_000, BUFFER_BATCH_SIZE=128, TOTAL_TIMESTEPS=500_000, EPSILON_START=1.0,
+                 EPSILON_FINISH=0.05, EPSILON_ANNEAL_TIME=250_000, TARGET_UPDATE_INTERVAL=500, LR=2.5e-4,
+                 LEARNING_STARTS=10_000, TRAINING_INTERVAL=10, LR_LINEAR_DECAY=False, GAMMA=0.99, TAU=1.0,
+                 ENV_NAME="CartPole-v1", WANDB_MODE="disabled"),
+    # the same (steps are env steps; epsilon decays over half the run), and what dqn.py fixes in its code:
+    # QNetwork 120-84 relu, squared TD error, one-step targets, Adam without gradient clipping; every env
+    # steps once, then one gradient step (TRAINING_INTERVAL counts env steps: 10 = one step of the 10 envs)
+    "jaxrl": dict(num_envs=10, buffer_size=10_000, batch_size=128, total_timesteps=500_000, eps_start=1.0,
+                  eps_end=0.05, eps_decay_fraction=0.5, target_update_interval=500, lr=2.5e-4,
+                  learning_starts=10_000, num_steps=1, gradient_steps=1, anneal_lr=False, gamma=0.99, tau=1.0,
+                  hidden_sizes=[120, 84], activation="relu", loss="mse", double_q=False, dueling=False,
+                  n_step=1),
+}
+PUREJAXQL_PQN = {
+    # purejaxql/config/alg/pqn_cartpole.yaml and WANDB_MODE from config/config.yaml, but TEST_DURING_TRAINING,
+    # True there (every 5% of updates, 128 greedy episodes): off, as jaxrl evaluates nothing during training
+    "peer": dict(ALG_NAME="pqn", TOTAL_TIMESTEPS=500_000, TOTAL_TIMESTEPS_DECAY=500_000, NUM_ENVS=32, NUM_STEPS=64,
+                 EPS_START=1.0, EPS_FINISH=0.2, EPS_DECAY=0.2, NUM_MINIBATCHES=16, NUM_EPOCHS=4, NORM_INPUT=False,
+                 HIDDEN_SIZE=256, NUM_LAYERS=2, NORM_TYPE="layer_norm", LR=1e-4, MAX_GRAD_NORM=10,
+                 LR_LINEAR_DECAY=True, REW_SCALE=0.1, GAMMA=0.99, LAMBDA=0.95, ENV_NAME="CartPole-v1",
+                 ENV_KWARGS={}, TEST_DURING_TRAINING=False, WANDB_MODE="disabled"),
+    # the same (EPS_DECAY: the fraction of updates over which epsilon decays; the lr decays to 0 over the
+    # run); pqn_gymnax.py uses RAdam
+    "jaxrl": dict(total_timesteps=500_000, num_envs=32, num_steps=64, eps_start=1.0, eps_end=0.2,
+                  eps_decay_fraction=0.2, num_minibatches=16, update_epochs=4, hidden_sizes=[256, 256],
+                  layer_norm=True, lr=1e-4, max_grad_norm=10.0, anneal_lr=True, reward_scale=0.1, gamma=0.99,
+                  q_lambda=0.95),
+}
+# Row: (jaxrl algorithm, reference config, peer runner, peer checkout in .peers/)
+VALUE_BASED = {"f": ("dqn", PUREJAXRL_DQN, "purejaxrl_dqn.py", "purejaxrl"),
+               "g": ("pqn", PUREJAXQL_PQN, "purejaxql_pqn.py", "purejaxql")}
+QUICK_STEPS = {"a": 20_480, "b": 20_480, "c": 8_192, "d": 5_000, "e": 5_000, "f": 20_000, "g": 20_480}
 
 
 @dataclass
@@ -76,6 +118,8 @@ ROWS = {
     "c": Row("c", "IPPO MPE simple_spread, JaxMARL's config, 1e6 steps", "JaxMARL"),
     "d": Row("d", "PPO CartPole, Rejax's config, 1e5 steps, one final evaluation", "Rejax"),
     "e": Row("e", "16-point lr sweep, Rejax's config: Rejax vmapped vs `jaxrl sweep`", "Rejax"),
+    "f": Row("f", "DQN CartPole, PureJaxRL's config, 1 seed", "PureJaxRL"),
+    "g": Row("g", "PQN CartPole, purejaxql's config, 1 seed", "purejaxql"),
 }
 
 
@@ -97,7 +141,16 @@ def commands(row: Row, quick: bool, work: Path) -> tuple[list[str], list[str], d
     """(peer runner and arguments, jaxrl command, the row's config in jaxrl's fields)."""
     jaxrl = [sys.executable, "-m", "jaxrl.cli"]
     steps = {"total_timesteps": QUICK_STEPS[row.key]} if quick else {}
-    if row.peer == "PureJaxRL":
+    if row.key in VALUE_BASED:
+        algo, reference, runner, repo = VALUE_BASED[row.key]
+        config = dict(reference["jaxrl"], **steps)
+        peer_steps = {"TOTAL_TIMESTEPS": config["total_timesteps"]}
+        if "TOTAL_TIMESTEPS_DECAY" in reference["peer"]:  # purejaxql's horizon of its decays: the run's
+            peer_steps["TOTAL_TIMESTEPS_DECAY"] = config["total_timesteps"]
+        peer = [RUNNERS / runner, "--repo", PEERS / repo, "--config", json.dumps({**reference["peer"], **peer_steps})]
+        ours = [*jaxrl, "train", "--algo", algo, "--env", "gymnax:CartPole-v1", *set_args(config),
+                "--eval-episodes", "0"]
+    elif row.peer == "PureJaxRL":
         config = dict(PUREJAXRL_CARTPOLE, **steps)
         peer = [RUNNERS / "purejaxrl_ppo.py", "--repo", PEERS / "purejaxrl",
                 "--config", json.dumps({**{k.upper(): v for k, v in config.items()}, "ENV_NAME": "CartPole-v1"})]

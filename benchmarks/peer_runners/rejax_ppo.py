@@ -16,40 +16,10 @@ import time
 import gymnax
 import jax
 import jax.numpy as jnp
-from flax import struct
 from rejax import PPO
 from rejax.evaluate import evaluate
 
-from shared import FiveValueStep, compile_and_run, emit, parser, window_updates
-
-
-@struct.dataclass
-class StatsState:
-    env_state: object
-    steps: jax.Array  # steps taken by this env
-    episode_return: jax.Array  # of the episode under way
-    window_return: jax.Array  # summed over the episodes finished from step window_start on
-    window_episodes: jax.Array
-
-
-class EpisodeStats(FiveValueStep):
-    def __init__(self, env, window_start: int):
-        super().__init__(env)
-        self.window_start = window_start
-
-    def reset(self, key, params=None):
-        obs, state = self._env.reset(key, params)
-        zero = jnp.zeros((), jnp.float32)
-        return obs, StatsState(state, jnp.zeros((), jnp.int32), zero, zero, zero)
-
-    def step(self, key, state, action, params=None):
-        obs, inner, reward, done, info = super().step(key, state.env_state, action, params)
-        episode_return = state.episode_return + reward
-        counted = jnp.logical_and(done, state.steps >= self.window_start)
-        state = StatsState(inner, state.steps + 1, jnp.where(done, 0.0, episode_return),
-                           state.window_return + jnp.where(counted, episode_return, 0.0),
-                           state.window_episodes + counted)
-        return obs, state, reward, done, info
+from shared import EpisodeStats, compile_and_run, emit, parser, window_returns, window_updates
 
 
 def main() -> None:
@@ -71,8 +41,7 @@ def main() -> None:
         (ts, compile_s, run_s), runs = compile_and_run(train, jnp.asarray(lrs)), len(lrs)
     else:
         (ts, compile_s, run_s), runs = compile_and_run(lambda k: algo.train(k)[0], key), 1
-    stats = ts.env_state
-    per_run = stats.window_return.reshape(runs, -1).sum(1) / stats.window_episodes.reshape(runs, -1).sum(1)
+    per_run = window_returns(ts.env_state, runs)
     extra = {"final_return_per_run": per_run.tolist()} if lrs else {}
     final, kind = float(per_run.mean()), "training episodes, last 5% of updates"
     if args.eval_episodes:

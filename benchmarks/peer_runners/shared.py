@@ -1,4 +1,5 @@
-"""What the peer runners share: the gymnax 1.x step adapter, the timing, the final return, the JSON line.
+"""What the peer runners share: the gymnax 1.x step adapter, episode statistics kept in the env state, the
+timing, the final return, the JSON line.
 
 Runs in the peers' venv (benchmarks/peers_setup.sh), which has no jaxrl.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import struct
 
 # Added by gymnax 1.x's step; code written for gymnax 0.0.x never sees them.
 GYMNAX1_INFO = ("terminated", "truncated", "final_observation")
@@ -35,6 +37,52 @@ class FiveValueStep:
         obs, state, reward, terminated, truncated, info = self._env.step(key, state, action, params)
         info = {k: v for k, v in info.items() if k not in GYMNAX1_INFO}
         return obs, state, reward, jnp.logical_or(terminated, truncated), info
+
+
+@struct.dataclass
+class StatsState:
+    env_state: object
+    steps: jax.Array  # steps taken by this env
+    episode_return: jax.Array  # of the episode under way
+    window_return: jax.Array  # summed over the episodes finished from step window_start on
+    window_episodes: jax.Array
+
+
+class EpisodeStats(FiveValueStep):
+    """FiveValueStep that also counts, in its state, the episodes finished from the env's step `window_start`
+    on and their returns: the final return of a peer whose own metrics do not give it (`window_returns`)."""
+
+    def __init__(self, env, window_start: int):
+        super().__init__(env)
+        self.window_start = window_start
+
+    def reset(self, key, params=None):
+        obs, state = self._env.reset(key, params)
+        zero = jnp.zeros((), jnp.float32)
+        return obs, StatsState(state, jnp.zeros((), jnp.int32), zero, zero, zero)
+
+    def step(self, key, state, action, params=None):
+        obs, inner, reward, done, info = super().step(key, state.env_state, action, params)
+        episode_return = state.episode_return + reward
+        counted = jnp.logical_and(done, state.steps >= self.window_start)
+        state = StatsState(inner, state.steps + 1, jnp.where(done, 0.0, episode_return),
+                           state.window_return + jnp.where(counted, episode_return, 0.0),
+                           state.window_episodes + counted)
+        return obs, state, reward, done, info
+
+
+def stats_log_wrapper(window_start: int):
+    """A stand-in for gymnax's LogWrapper in a peer written for gymnax 0.0.x: gymnax's own, given the 5-value
+    step and EpisodeStats' counts (in the outermost env state)."""
+    from gymnax.wrappers.purerl import LogWrapper  # here: the runners of peers without gymnax do not import it
+
+    return lambda env: EpisodeStats(LogWrapper(env), window_start)
+
+
+def window_returns(stats: StatsState, runs: int) -> np.ndarray:
+    """Per run: the mean return of the episodes its envs finished in the window (stats of all its envs)."""
+    episodes = stats.window_episodes.reshape(runs, -1).sum(1)
+    return np.asarray(stats.window_return.reshape(runs, -1).sum(1) / episodes)
 
 
 def parser(description: str) -> argparse.ArgumentParser:
