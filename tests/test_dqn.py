@@ -4,8 +4,6 @@ buffer, eval, sweep) working for it unchanged."""
 import json
 import re
 import signal
-import subprocess
-import sys
 
 import jax
 import numpy as np

@@ -18,7 +18,8 @@ def random_steps(num_steps: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     ids = np.arange(num_steps)[:, None] * 10.0 + np.arange(NUM_ENVS)
     end = rng.choice(3, size=(num_steps, NUM_ENVS), p=[0.7, 0.15, 0.15])
-    return replay.Step(obs=ids[..., None].astype(np.float32), action=rng.integers(0, 4, (num_steps, NUM_ENVS)).astype(np.int32),
+    return replay.Step(obs=ids[..., None].astype(np.float32),
+                       action=rng.integers(0, 4, (num_steps, NUM_ENVS)).astype(np.int32),
                        reward=rng.normal(size=(num_steps, NUM_ENVS)).astype(np.float32),
                        terminated=end == 1, truncated=end == 2,
                        next_obs=(ids[..., None] + 0.5).astype(np.float32))

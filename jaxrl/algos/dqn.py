@@ -9,8 +9,9 @@ for `jaxrl eval`), and the `ALGORITHM` it declares.
 The defaults are PureJaxRL's DQN config for CartPole-v1 (purejaxrl/dqn.py, `main()`): 10 envs, one
 vectorised env step and one gradient step of 128 transitions per update (its TRAINING_INTERVAL of 10 env
 steps), a buffer of 10,000 transitions, 5e5 env steps, epsilon 1.0 -> 0.05 over the first 2.5e5, the target
-network copied (tau 1) every 500 env steps, Adam at 2.5e-4 without gradient clipping, learning after 1e4
-env steps, gamma 0.99, a 120-84 ReLU Q-network and a squared-error loss.
+network copied (tau 1) every 500 env steps, Adam at 2.5e-4 (epsilon 1e-8) without gradient clipping, learning
+after 1e4 env steps, gamma 0.99, a 120-84 ReLU Q-network with flax's default initialisation and a squared-error
+loss. Seeds differ (run i uses seed + i; PureJaxRL's dqn.py replaces every seed's key by PRNGKey(0)).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import NO_ENV_AXIS
 from jaxrl.losses import ValueHead, ValueHeadConfig
-from jaxrl.networks import ACTIVATIONS, QNetwork, check_conv
+from jaxrl.networks import ACTIVATIONS, INITS, QNetwork, check_conv
 from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import collect_rollout, episode_metrics
 
@@ -58,6 +59,8 @@ class Config(ValueHeadConfig):
     prioritized: bool = static(False, "proportional prioritised replay with importance weights")
     hidden_sizes: tuple[int, ...] = static((120, 84), "hidden layer widths of the Q-network", low=1)
     activation: str = static("relu", "hidden activation", choices=tuple(ACTIVATIONS))
+    weight_init: str = static("lecun", "weight initialisation: lecun (flax's default, as PureJaxRL's DQN) or "
+                                       "orthogonal (as PPO)", choices=INITS)
     conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to image "
                                                 "observations [H, W, C] (empty: none)", low=1)
     conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
@@ -73,6 +76,7 @@ class Config(ValueHeadConfig):
     eps_decay: float = dynamic(0.5, "fraction of the run over which epsilon falls linearly from eps_start to "
                                     "eps_end", low=0.0, high=1.0)
     max_grad_norm: float = dynamic(0.0, "global gradient-norm clip (0: no clipping)", low=0.0)
+    adam_eps: float = dynamic(1e-8, "Adam's epsilon (optax's default, as PureJaxRL's DQN)", low=0.0, low_open=True)
     per_alpha: float = dynamic(0.6, "prioritised replay: priority exponent (0: uniform)", low=0.0)
     per_beta: float = dynamic(0.4, "prioritised replay: importance-weight exponent at the start, annealed "
                                    "linearly to 1 by the end of the run", low=0.0, high=1.0)
@@ -147,7 +151,7 @@ def make_network(config: Config, env: envs.Environment, env_params) -> tuple[QNe
     head = config.value_head_spec
     network = QNetwork(act_space.n, len(obs_shape), config.hidden_sizes, config.activation, dueling=config.dueling,
                        outputs=head.outputs, conv_channels=config.conv_channels, conv_kernel=config.conv_kernel,
-                       image_shape=image_shape)
+                       image_shape=image_shape, weight_init=config.weight_init)
     return network, head
 
 
@@ -219,8 +223,8 @@ def make_program(config: Config) -> Program:
         buffer = buffer.replace(priorities=priorities, max_priority=max_priority)
         batch = replay.sample(buffer, key, config.batch_size, hp["gamma"], config.n_step, hp["per_alpha"], beta)
         targets = jax.lax.stop_gradient(bootstrap_targets(params, target_params, batch))
-        params, opt_state, stats = gradient_step(make_optimizer(hp["lr"], hp["max_grad_norm"]), loss_fn, params,
-                                                 opt_state, batch, targets)
+        optimizer = make_optimizer(hp["lr"], hp["max_grad_norm"], hp["adam_eps"])
+        params, opt_state, stats = gradient_step(optimizer, loss_fn, params, opt_state, batch, targets)
         td_abs = stats.pop("td_abs")
         if config.prioritized:
             buffer = replay.update_priorities(buffer, batch.row, batch.env, td_abs + hp["per_eps"])
