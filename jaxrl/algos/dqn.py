@@ -155,12 +155,19 @@ def make_network(config: Config, env: envs.Environment, env_params) -> tuple[QNe
     return network, head
 
 
+def epsilon_greedy(key, q: jax.Array, eps) -> jax.Array:
+    """q [..., action_dim] -> actions [...]: the greedy one, or with probability eps a uniformly random one."""
+    explore_key, action_key = jax.random.split(key)
+    greedy = jnp.argmax(q, -1)
+    random_action = jax.random.randint(action_key, greedy.shape, 0, q.shape[-1])
+    return jnp.where(jax.random.uniform(explore_key, greedy.shape) < eps, random_action, greedy)
+
+
 def make_program(config: Config) -> Program:
     base_env = envs.make(config.env)
     env_params = base_env.default_params
     network, head = make_network(config, base_env, env_params)
     env = envs.make_vec_env(base_env, config.num_envs)
-    action_dim = network.action_dim
     # Counted in updates: learning starts once more than `learning_starts` env steps are in (as PureJaxRL's).
     learning_starts = config.learning_starts // config.steps_per_update
     target_every = config.target_update_interval // config.steps_per_update
@@ -188,13 +195,7 @@ def make_program(config: Config) -> Program:
         return hp["eps_start"] + frac * (hp["eps_end"] - hp["eps_start"])
 
     def policy(params, eps):
-        def act(key, obs):
-            explore_key, action_key = jax.random.split(key)
-            greedy = jnp.argmax(q_values(params, obs), -1)
-            random_action = jax.random.randint(action_key, greedy.shape, 0, action_dim)
-            return jnp.where(jax.random.uniform(explore_key, greedy.shape) < eps, random_action, greedy), {}
-
-        return act
+        return lambda key, obs: (epsilon_greedy(key, q_values(params, obs), eps), {})
 
     def bootstrap_targets(params, target_params, batch: replay.Batch):
         """[B]: n-step return + discount * Q_target(next_obs, a*), a* the target's (or with double_q the
@@ -289,12 +290,8 @@ def make_policy(config: Config, env: envs.Environment, env_params, stochastic: b
     network, head = make_network(config, env, env_params)
 
     def act(pstate, obs, key=None):
-        greedy = jnp.argmax(head.value(network.apply(pstate["params"], obs)), -1)
-        if not stochastic:
-            return greedy
-        explore_key, action_key = jax.random.split(key)
-        random_action = jax.random.randint(action_key, greedy.shape, 0, network.action_dim)
-        return jnp.where(jax.random.uniform(explore_key, greedy.shape) < config.eps_end, random_action, greedy)
+        q = head.value(network.apply(pstate["params"], obs))
+        return epsilon_greedy(key, q, config.eps_end) if stochastic else jnp.argmax(q, -1)
 
     return act
 
