@@ -54,16 +54,18 @@ def test_a_buffer_too_large_for_the_device_is_refused_naming_buffer_size(monkeyp
         api.train(big, record=False, progress=False)
 
 
-def test_q_values_bootstrap_through_time_limits_with_n_step_double_dueling_prioritized():
+@pytest.mark.timeout(120)
+def test_q_values_bootstrap_through_time_limits_with_n_step_double_dueling_prioritized_hl_gauss():
     # Reward 1 forever, cut after 10 steps, constant observation: with truncations bootstrapped (also inside
-    # 3-step windows), Q = 1/(1-gamma) = 10 for both actions (played at random, so both are learned).
+    # 3-step windows), Q = 1/(1-gamma) = 10 for both actions (played at random, so both are learned). Two seeds:
+    # the vmapped program with an HL-Gauss head (see losses.ERF_ARGUMENT_BOUND) must finish.
     c = config(env="jaxrl:probe-timelimit", gamma=0.9, n_step=3, double_q=True, dueling=True, prioritized=True,
-               lr=1e-2, gradient_steps=4, eps_end=1.0)
+               value_head="hl_gauss", value_min=0.0, value_max=20.0, lr=1e-2, gradient_steps=4, eps_end=1.0,
+               num_seeds=2)
     result = api.train(c, record=False, progress=False, eval_episodes=0)
     env = envs.make(c.env)
     network, head = dqn.make_network(c, env, env.default_params)
-    params = jax.tree.map(lambda x: x[0], result.state.params)
-    q = head.value(network.apply(params, np.zeros((1, 1), np.float32)))
+    q = jax.vmap(lambda params: head.value(network.apply(params, np.zeros((1, 1), np.float32))))(result.state.params)
     np.testing.assert_allclose(np.asarray(q), 10.0, rtol=0.05)
 
 
@@ -96,7 +98,8 @@ def test_resumed_with_a_full_buffer_is_bitwise_the_uninterrupted_run_and_evaluat
 @pytest.mark.timeout(300)
 def test_sweep_over_lr_and_tau_learns_the_probe_at_every_point(tmp_path):
     spec = {"algo": "dqn", "env": "jaxrl:probe-action", "method": "grid", "seeds": 1,
-            "base": {**FAST, "total_timesteps": 3000}, "space": {"lr": [1e-3, 3e-3], "tau": [1.0, 0.5]}}
+            "base": {**FAST, "total_timesteps": 3000, "loss": "huber"},
+            "space": {"lr": [1e-3, 3e-3], "tau": [1.0, 0.5]}}
     result = sweep_run.run_sweep(spec, out=str(tmp_path / "sweep"), progress=False)
     assert result.summary["compilations"] == 1 and len(result.runs) == 4
     assert sorted((r["lr"], r["tau"]) for r in result.runs) == [(1e-3, 0.5), (1e-3, 1.0), (3e-3, 0.5), (3e-3, 1.0)]
