@@ -173,11 +173,16 @@ def _nbytes(aval) -> int:
     return math.prod(getattr(aval, "shape", ())) * getattr(getattr(aval, "dtype", None), "itemsize", 0)
 
 
+# Writes into part of an array: XLA does them in place when nothing reads the array afterwards.
+IN_PLACE = frozenset({"scatter", "scatter-add", "dynamic_update_slice"})
+
+
 def peak_bytes(jaxpr) -> int:
     """Most bytes of arrays alive at once while `jaxpr` runs, its inputs not counted: a walk over its
     equations that frees each array after its last use; a nested jaxpr (scan or loop body, cond branch,
-    call) adds its own peak at its equation. XLA fuses and reuses buffers, yet the buffers it compiled
-    for PPO and IPPO/MAPPO updates (CPU; feed-forward, conv and GRU) came within 20% of this."""
+    call) adds its own peak at its equation; an in-place write (`IN_PLACE`) into an array that dies there
+    reuses its buffer (a replay buffer's new rows cost nothing). XLA fuses and reuses buffers, yet the buffers
+    it compiled for PPO and IPPO/MAPPO updates (CPU; feed-forward, conv and GRU) came within 20% of this."""
     from jax.extend import core
 
     last_use = {v: i for i, eqn in enumerate(jaxpr.eqns) for v in eqn.invars if isinstance(v, core.Var)}
@@ -186,6 +191,11 @@ def peak_bytes(jaxpr) -> int:
     for i, eqn in enumerate(jaxpr.eqns):
         inner = max((peak_bytes(sub) for sub in core.jaxprs_in_params(eqn.params)), default=0)
         outs = {v: _nbytes(v.aval) for v in eqn.outvars if not isinstance(v, core.DropVar)}
+        target = eqn.invars[0] if eqn.primitive.name in IN_PLACE else None
+        if isinstance(target, core.Var) and last_use.get(target) == i:
+            reused = alive.pop(target, 0)  # an input's buffer is not counted, nor is its reuse
+            live -= reused
+            outs[eqn.outvars[0]] = reused
         peak = max(peak, live + inner + sum(outs.values()))
         for v, n in outs.items():
             if v in last_use:
@@ -201,24 +211,43 @@ def memory_estimate(program: Program, keys: jax.Array, hparams: dict) -> tuple[i
     """Bytes of (the runner state of all runs, what one update of all runs allocates: its rollout,
     advantages, shuffled minibatch copies, activations, gradients and the new state)."""
     state, _ = state_shapes(program, keys, hparams)
-    update = jax.make_jaxpr(program.traced_update)(unbatched(state))
-    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)), keys.shape[0] * peak_bytes(update.jaxpr)
+    update = jax.make_jaxpr(program.traced_update)(unbatched(state)).jaxpr
+    # The body of the jit around `update`, walked so that its in-place writes into the state are seen.
+    body = update.eqns[0].params["jaxpr"].jaxpr if len(update.eqns) == 1 and "jaxpr" in update.eqns[0].params \
+        else update
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state)), keys.shape[0] * peak_bytes(body)
 
 
 def check_memory(program: Program, keys: jax.Array, hparams: dict, num_devices: int = 1) -> None:
     """Refuse, before compiling, a run that cannot fit: a chunk holds its state twice (its input and the
-    state it keeps) besides all that one update allocates (see `memory_estimate`)."""
+    state it keeps) besides all that one update allocates (see `memory_estimate`). The error names the
+    largest parts of the state, and the config fields that size them (`Program.sized_by`)."""
     from jaxrl.errors import JaxrlError
 
     state, update = (b / num_devices for b in memory_estimate(program, keys, hparams))
     need = 2 * state + update
     have = device_memory()
     if need > 0.9 * have:
+        parts = state_parts(program, keys, hparams)
+        total = sum(parts.values())
+        largest = [name for name in sorted(parts, key=parts.get, reverse=True)[:3] if parts[name] >= 0.1 * total]
+        named = ", ".join(f"{name} {parts[name] / num_devices / 1e9:.1f} GB" for name in largest)
+        fields = [program.sized_by[name] for name in largest if name in program.sized_by]
         raise JaxrlError(f"this run needs about {need / 1e9:.1f} GB per device ({2 * state / 1e9:.1f} GB for its "
-                         f"state held twice: parameters, optimiser, envs, snapshots; {update / 1e9:.1f} GB for one "
-                         f"update: rollout, minibatches, activations, gradients) but a device has "
-                         f"{have / 1e9:.1f} GB: lower num_envs, num_steps, num_seeds, the population size or the "
+                         f"state held twice, largest parts {named}; {update / 1e9:.1f} GB for one update: rollout, "
+                         f"minibatches, activations, gradients) but a device has {have / 1e9:.1f} GB: lower "
+                         f"{', '.join(fields + ['num_envs', 'num_steps', 'num_seeds'])}, the population size or the "
                          f"network size")
+
+
+def state_parts(program: Program, keys: jax.Array, hparams: dict) -> dict[str, int]:
+    """Bytes of each top-level field of the runner state, all runs together."""
+    state, _ = state_shapes(program, keys, hparams)
+    parts: dict[str, int] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+        name = jax.tree_util.keystr(path[:1]).lstrip(".")
+        parts[name] = parts.get(name, 0) + _nbytes(leaf)
+    return parts
 
 
 def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: Layout = SINGLE) -> Compiled:

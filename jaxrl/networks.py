@@ -43,7 +43,14 @@ def orthogonal(scale: float = 1.0):
     return init
 
 
-def dense(features: int, scale: float) -> nn.Dense:
+# Weight initialisations: orthogonal (gain sqrt(2) hidden, a given scale for heads; PPO's), or flax's default
+# LeCun-normal kernels with zero biases (PureJaxRL's and CleanRL's DQN).
+INITS = ("orthogonal", "lecun")
+
+
+def dense(features: int, scale: float, weight_init: str = "orthogonal") -> nn.Dense:
+    if weight_init == "lecun":
+        return nn.Dense(features)
     return nn.Dense(features, kernel_init=orthogonal(scale), bias_init=nn.initializers.zeros)
 
 
@@ -73,7 +80,7 @@ def patches(image, kernel: int):
 
 
 class MLP(nn.Module):
-    """Hidden layers then a linear head; orthogonal init (sqrt(2) hidden, `out_scale` head).
+    """Hidden layers then a linear head; orthogonal init (sqrt(2) hidden, `out_scale` head) or another of `INITS`.
 
     With `conv_channels`, the first prod(image_shape) input features are an image [H, W, C]
     that passes VALID convolutions (stride 1) first; any features after it (agent ids) join
@@ -89,6 +96,7 @@ class MLP(nn.Module):
     conv_kernel: int = 3
     image_shape: Sequence[int] = ()
     layer_norm: bool = False
+    weight_init: str = "orthogonal"
 
     @nn.compact
     def __call__(self, x):
@@ -97,12 +105,12 @@ class MLP(nn.Module):
             size, lead = int(np.prod(self.image_shape)), x.shape[:-1]
             image = x[..., :size].reshape(lead + tuple(self.image_shape))
             for channels in self.conv_channels:
-                image = act(dense(channels, np.sqrt(2))(patches(image, self.conv_kernel)))
+                image = act(dense(channels, np.sqrt(2), self.weight_init)(patches(image, self.conv_kernel)))
             x = jnp.concatenate([image.reshape(lead + (-1,)), x[..., size:]], -1)
         for size in self.hidden_sizes:
-            x = dense(size, np.sqrt(2))(x)
+            x = dense(size, np.sqrt(2), self.weight_init)(x)
             x = act(nn.LayerNorm()(x) if self.layer_norm else x)
-        return dense(self.out_features, self.out_scale)(x) if self.out_features else x
+        return dense(self.out_features, self.out_scale, self.weight_init)(x) if self.out_features else x
 
 
 def flatten_obs(obs: jax.Array, obs_ndim: int) -> jax.Array:
@@ -115,7 +123,8 @@ class QNetwork(nn.Module):
 
     `outputs` numbers per action feed a value head (jaxrl.losses.ValueHead: 1 for a scalar Q-value,
     logits over bins for a categorical one). `dueling` splits a state value and mean-centred action
-    advantages after a shared torso (Wang et al. 2016); `layer_norm` normalises every hidden layer (PQN).
+    advantages after a shared torso (Wang et al. 2016); `layer_norm` normalises every hidden layer (PQN);
+    `weight_init` is one of `INITS`.
     """
 
     action_dim: int
@@ -128,6 +137,7 @@ class QNetwork(nn.Module):
     conv_channels: Sequence[int] = ()
     conv_kernel: int = 3
     image_shape: Sequence[int] = ()
+    weight_init: str = "orthogonal"
 
     @nn.compact
     def __call__(self, obs):
@@ -136,11 +146,13 @@ class QNetwork(nn.Module):
         conv = (self.conv_channels, self.conv_kernel, self.image_shape)
         if not self.dueling:
             out = MLP(self.hidden_sizes, self.action_dim * self.outputs, self.activation, 1.0, *conv,
-                      layer_norm=self.layer_norm)(x)
+                      layer_norm=self.layer_norm, weight_init=self.weight_init)(x)
             return out.reshape(lead + (self.action_dim, self.outputs))
-        features = MLP(self.hidden_sizes, 0, self.activation, 1.0, *conv, layer_norm=self.layer_norm)(x)
-        value = dense(self.outputs, 1.0)(features).reshape(lead + (1, self.outputs))
-        advantage = dense(self.action_dim * self.outputs, 1.0)(features).reshape(lead + (self.action_dim, self.outputs))
+        features = MLP(self.hidden_sizes, 0, self.activation, 1.0, *conv, layer_norm=self.layer_norm,
+                       weight_init=self.weight_init)(x)
+        value = dense(self.outputs, 1.0, self.weight_init)(features).reshape(lead + (1, self.outputs))
+        advantage = dense(self.action_dim * self.outputs, 1.0, self.weight_init)(features).reshape(
+            lead + (self.action_dim, self.outputs))
         return value + advantage - advantage.mean(-2, keepdims=True)
 
 

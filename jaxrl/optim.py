@@ -9,14 +9,14 @@ import jax.numpy as jnp
 import optax
 
 
-def make_optimizer(lr, max_grad_norm) -> optax.GradientTransformation:
-    """Adam (eps 1e-5) at learning rate `lr` after clipping the global gradient norm to `max_grad_norm`.
+def make_optimizer(lr, max_grad_norm, eps=1e-5) -> optax.GradientTransformation:
+    """Adam (epsilon `eps`) at learning rate `lr` after clipping the global gradient norm to `max_grad_norm`.
 
     Rebuilt inside the program from traced numbers; its state structure does not depend on them.
     max_grad_norm=0 turns clipping off; the infinite bound lives only here, not in the (checked-finite) state.
     """
     max_norm = jnp.where(max_grad_norm > 0, max_grad_norm, jnp.inf)
-    return optax.chain(optax.clip_by_global_norm(max_norm), optax.scale_by_adam(eps=1e-5), optax.scale(-lr))
+    return optax.chain(optax.clip_by_global_norm(max_norm), optax.scale_by_adam(eps=eps), optax.scale(-lr))
 
 
 def gradient_step(optimizer: optax.GradientTransformation, loss_fn: Callable[..., tuple[jax.Array, dict]],

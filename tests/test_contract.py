@@ -1,6 +1,7 @@
 """The algorithm contract (jaxrl.algos.base) and what the loop and session do with a Program."""
 
 import ast
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -66,7 +67,10 @@ def test_the_module_import_graph_has_no_cycle_and_flows_one_way():
 def test_every_registered_algorithm_declares_the_contract_and_its_update_reports_episodes(name):
     algorithm = algos.get(name)
     assert isinstance(algorithm, base.Algorithm) and algorithm.name == name and algorithm.description
-    config = algorithm.Config(total_timesteps=algorithm.Config().num_envs * algorithm.Config().num_steps)
+    one_update = {"total_timesteps": algorithm.Config().num_envs * algorithm.Config().num_steps}
+    if "learning_starts" in {f.name for f in dataclasses.fields(algorithm.Config)}:  # replay: learn at once
+        one_update["learning_starts"] = 0
+    config = algorithm.Config(**one_update)
     assert algos.of_config(config) is algorithm
     program = algorithm.make_program(config)
     assert isinstance(program, base.Program) and program.num_updates == 1

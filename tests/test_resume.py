@@ -31,9 +31,9 @@ def complete_steps(run_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in ckpt.iterdir() if p.name.isdigit()) if ckpt.is_dir() else []
 
 
-def start_and_stop(run_dir: Path, sig: int) -> subprocess.Popen:
-    """Start `jaxrl train` and send `sig` once its first checkpoint is complete."""
-    proc = subprocess.Popen([sys.executable, "-m", "jaxrl.cli", "train", "--out", str(run_dir), *ARGS],
+def start_and_stop(run_dir: Path, sig: int, args=ARGS) -> subprocess.Popen:
+    """Start `jaxrl train` with `args` and send `sig` once its first checkpoint is complete."""
+    proc = subprocess.Popen([sys.executable, "-m", "jaxrl.cli", "train", "--out", str(run_dir), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while not complete_steps(run_dir):
@@ -76,10 +76,10 @@ def uninterrupted(tmp_path_factory):
     return out
 
 
-def assert_same_run(a: Path, b: Path):
+def assert_same_run(a: Path, b: Path, updates: int = 600):
     step_a, run_a = final_run_item(a)
     step_b, run_b = final_run_item(b)
-    assert step_a == step_b == 600
+    assert step_a == step_b == updates
     leaves_a, leaves_b = jax.tree.leaves(run_a), jax.tree.leaves(run_b)
     assert len(leaves_a) == len(leaves_b)
     for x, y in zip(leaves_a, leaves_b):

@@ -48,6 +48,9 @@ class Program:
     # `summed_metrics` add up, the others are averaged.
     log_every: int = 1
     summed_metrics: tuple[str, ...] = ()
+    # Parts of the state (top-level fields) a config field sizes, beyond envs, seeds and networks: the memory
+    # check names the field when the part is large (a replay buffer: {"buffer": "buffer_size"}).
+    sized_by: Mapping[str, str] = field(default_factory=dict)
     # Where the state keeps the hyperparameters `init` was given (resume edits and PBT replace them).
     get_hparams: Callable[[Any], Any] = lambda state: state.hparams
     set_hparams: Callable[[Any, Any], Any] = lambda state, hparams: state.replace(hparams=hparams)

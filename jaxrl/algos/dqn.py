@@ -1,0 +1,301 @@
+"""Deep Q-Networks (Mnih et al. 2015) with a target network, double Q-learning (van Hasselt et al. 2016),
+a dueling head (Wang et al. 2016), n-step returns and prioritised replay (Schaul et al. 2016); discrete actions.
+
+Reads top to bottom: config, runner state, `make_program` (init + one update: collect_rollout with an
+epsilon-greedy policy -> replay.add -> `gradient_steps` gradient steps on replayed batches once
+`learning_starts` env steps are in -> target network update), `policy_state` and `make_policy` (greedy,
+for `jaxrl eval`), and the `ALGORITHM` it declares.
+
+The defaults are PureJaxRL's DQN config for CartPole-v1 (purejaxrl/dqn.py, `main()`): 10 envs, one
+vectorised env step and one gradient step of 128 transitions per update (its TRAINING_INTERVAL of 10 env
+steps), a buffer of 10,000 transitions, 5e5 env steps, epsilon 1.0 -> 0.05 over the first 2.5e5, the target
+network copied (tau 1) every 500 env steps, Adam at 2.5e-4 (epsilon 1e-8) without gradient clipping, learning
+after 1e4 env steps, gamma 0.99, a 120-84 ReLU Q-network with flax's default initialisation and a squared-error
+loss. Seeds differ (run i uses seed + i; PureJaxRL's dqn.py replaces every seed's key by PRNGKey(0)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import envs, replay
+from jaxrl.algos.base import Algorithm, Program
+from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
+from jaxrl.devices import NO_ENV_AXIS
+from jaxrl.losses import ValueHead, ValueHeadConfig
+from jaxrl.networks import ACTIVATIONS, INITS, QNetwork, check_conv
+from jaxrl.optim import gradient_step, make_optimizer
+from jaxrl.rollout import collect_rollout, episode_metrics
+
+LOGGED_ROWS = 500  # about this many metrics rows per run, however many (tiny) updates it has
+
+
+@dataclass(frozen=True)
+class Config(ValueHeadConfig):
+    # static: shapes and program structure
+    env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`); discrete actions")
+    num_envs: int = static(10, "parallel environments per seed", low=1)
+    num_steps: int = static(1, "steps of every env per update (vectorised), before its gradient steps", low=1)
+    gradient_steps: int = static(1, "gradient steps per update, once learning has started", low=1)
+    buffer_size: int = static(10_000, "replay capacity in transitions per seed; a multiple of num_envs", low=1)
+    batch_size: int = static(128, "replayed transitions per gradient step", low=1)
+    learning_starts: int = static(10_000, "env steps per seed (all envs) collected before the first gradient "
+                                          "step", low=0)
+    target_update_interval: int = static(500, "env steps per seed (all envs) between target network updates; a "
+                                              "multiple of num_envs*num_steps", low=1)
+    double_q: bool = static(False, "double Q-learning: the online network picks the bootstrap action, the target "
+                                   "network values it")
+    dueling: bool = static(False, "dueling head: a state value plus mean-centred action advantages")
+    n_step: int = static(1, "steps of the return before bootstrapping (cut at episode ends)", low=1)
+    loss: str = static("mse", "TD loss of a scalar value head: squared error or Huber (delta 1)",
+                       choices=("mse", "huber"))
+    prioritized: bool = static(False, "proportional prioritised replay with importance weights")
+    hidden_sizes: tuple[int, ...] = static((120, 84), "hidden layer widths of the Q-network", low=1)
+    activation: str = static("relu", "hidden activation", choices=tuple(ACTIVATIONS))
+    weight_init: str = static("lecun", "weight initialisation: lecun (flax's default, as PureJaxRL's DQN) or "
+                                       "orthogonal (as PPO)", choices=INITS)
+    conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to image "
+                                                "observations [H, W, C] (empty: none)", low=1)
+    conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
+    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
+                                       "second)", low=0)
+    # dynamic: traced numbers, may differ per run inside one program
+    lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
+    gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
+    tau: float = dynamic(1.0, "at each target update the target moves this fraction of the way to the online "
+                              "network (1: a copy; < 1: Polyak averaging)", low=0.0, low_open=True, high=1.0)
+    eps_start: float = dynamic(1.0, "exploration epsilon at the start", low=0.0, high=1.0)
+    eps_end: float = dynamic(0.05, "exploration epsilon after the decay", low=0.0, high=1.0)
+    eps_decay: float = dynamic(0.5, "fraction of the run over which epsilon falls linearly from eps_start to "
+                                    "eps_end", low=0.0, high=1.0)
+    max_grad_norm: float = dynamic(0.0, "global gradient-norm clip (0: no clipping)", low=0.0)
+    adam_eps: float = dynamic(1e-8, "Adam's epsilon (optax's default, as PureJaxRL's DQN)", low=0.0, low_open=True)
+    per_alpha: float = dynamic(0.6, "prioritised replay: priority exponent (0: uniform)", low=0.0)
+    per_beta: float = dynamic(0.4, "prioritised replay: importance-weight exponent at the start, annealed "
+                                   "linearly to 1 by the end of the run", low=0.0, high=1.0)
+    per_eps: float = dynamic(1e-6, "prioritised replay: added to |TD error| to make a priority", low=0.0,
+                             low_open=True)
+    # run: host-side only
+    total_timesteps: int = run(500_000, "env steps per seed", low=1)
+    seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
+    num_seeds: int = run(1, "independent seeds trained together in one program", low=1)
+
+    def __post_init__(self):
+        validate_fields(self)
+        per_update = self.steps_per_update
+        if self.total_timesteps < per_update:
+            raise ConfigError(f"total_timesteps={self.total_timesteps} is smaller than one update "
+                              f"(num_envs*num_steps={self.num_envs}*{self.num_steps}={per_update})")
+        if self.buffer_size % self.num_envs:
+            raise ConfigError(f"buffer_size={self.buffer_size} is not a multiple of num_envs={self.num_envs} (the "
+                              f"buffer holds rows of one step of every env)")
+        if self.buffer_size < per_update:
+            raise ConfigError(f"buffer_size={self.buffer_size} cannot hold one update's "
+                              f"num_envs*num_steps={per_update} steps")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}")
+        if self.learning_starts >= self.num_updates * per_update:
+            raise ConfigError(f"learning_starts={self.learning_starts} leaves no gradient step: the run collects "
+                              f"{self.num_updates * per_update} env steps (total_timesteps={self.total_timesteps})")
+        if self.target_update_interval % per_update:
+            raise ConfigError(f"target_update_interval={self.target_update_interval} env steps is not a multiple of "
+                              f"one update's num_envs*num_steps={per_update}")
+        self.value_head_spec  # checks the categorical support
+        check_run_fields(self)
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.steps_per_update
+
+    @property
+    def log_every(self) -> int:
+        """Updates per logged row: about LOGGED_ROWS rows, a divisor of updates_per_chunk when that is set."""
+        most = max(1, self.num_updates // LOGGED_ROWS)
+        if not self.updates_per_chunk:
+            return most
+        return max(d for d in range(1, min(most, self.updates_per_chunk) + 1) if self.updates_per_chunk % d == 0)
+
+
+@struct.dataclass
+class RunnerState:
+    params: Any
+    target_params: Any
+    opt_state: Any
+    buffer: replay.ReplayBuffer  # storage [buffer_size / num_envs, num_envs, ...]
+    env_state: Any
+    obs: jax.Array  # [num_envs, *obs_shape]
+    key: jax.Array
+    update_idx: jax.Array  # updates done so far
+    hparams: dict  # dynamic config fields as traced scalars
+
+
+def make_network(config: Config, env: envs.Environment, env_params) -> tuple[QNetwork, ValueHead]:
+    if env.num_agents is not None:
+        raise ConfigError(f"dqn is a single-agent algorithm; {config.env} has {env.num_agents} agents")
+    act_space = env.action_space(env_params)
+    if not isinstance(act_space, envs.Discrete):
+        raise ConfigError(f"dqn needs discrete actions; {config.env} has a continuous action space")
+    obs_shape = env.observation_space(env_params).shape
+    image_shape = check_conv(config.conv_channels, config.conv_kernel, obs_shape, config.env)
+    head = config.value_head_spec
+    network = QNetwork(act_space.n, len(obs_shape), config.hidden_sizes, config.activation, dueling=config.dueling,
+                       outputs=head.outputs, conv_channels=config.conv_channels, conv_kernel=config.conv_kernel,
+                       image_shape=image_shape, weight_init=config.weight_init)
+    return network, head
+
+
+def epsilon_greedy(key, q: jax.Array, eps) -> jax.Array:
+    """q [..., action_dim] -> actions [...]: the greedy one, or with probability eps a uniformly random one."""
+    explore_key, action_key = jax.random.split(key)
+    greedy = jnp.argmax(q, -1)
+    random_action = jax.random.randint(action_key, greedy.shape, 0, q.shape[-1])
+    return jnp.where(jax.random.uniform(explore_key, greedy.shape) < eps, random_action, greedy)
+
+
+def make_program(config: Config) -> Program:
+    base_env = envs.make(config.env)
+    env_params = base_env.default_params
+    network, head = make_network(config, base_env, env_params)
+    env = envs.make_vec_env(base_env, config.num_envs)
+    # Counted in updates: learning starts once more than `learning_starts` env steps are in (as PureJaxRL's).
+    learning_starts = config.learning_starts // config.steps_per_update
+    target_every = config.target_update_interval // config.steps_per_update
+
+    def q_values(params, obs):
+        """[..., *obs_shape] -> [..., action_dim]."""
+        return head.value(network.apply(params, obs))
+
+    def init(key, hp):
+        key, net_key, env_key = jax.random.split(key, 3)
+        obs, env_state = env.reset(env_key, env_params)
+        params = network.init(net_key, obs)
+        opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
+        flags = jnp.zeros(config.num_envs, bool)
+        example = replay.Step(obs, jnp.zeros(config.num_envs, jnp.int32), jnp.zeros(config.num_envs, jnp.float32),
+                              flags, flags, obs)
+        buffer = replay.create(example, config.buffer_size, config.prioritized)
+        hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
+        return RunnerState(params, params, opt_state, buffer, env_state, obs, key, jnp.int32(0), hp)
+
+    def epsilon(update_idx, hp):
+        """Linear decay over the first eps_decay of the run, by env steps before this update."""
+        decay_steps = hp["eps_decay"] * config.num_updates
+        frac = jnp.where(decay_steps > 0, jnp.minimum(update_idx / jnp.maximum(decay_steps, 1e-9), 1.0), 1.0)
+        return hp["eps_start"] + frac * (hp["eps_end"] - hp["eps_start"])
+
+    def policy(params, eps):
+        return lambda key, obs: (epsilon_greedy(key, q_values(params, obs), eps), {})
+
+    def bootstrap_targets(params, target_params, batch: replay.Batch):
+        """[B]: n-step return + discount * Q_target(next_obs, a*), a* the target's (or with double_q the
+        online network's) greedy action."""
+        next_q = q_values(target_params, batch.next_obs)
+        chooser = q_values(params, batch.next_obs) if config.double_q else next_q
+        best = jnp.take_along_axis(next_q, jnp.argmax(chooser, -1)[:, None], -1)[:, 0]
+        return batch.reward + batch.discount * best
+
+    def loss_fn(params, batch: replay.Batch, targets):
+        out = network.apply(params, batch.obs)  # [B, action_dim, outputs]
+        chosen = jnp.take_along_axis(out, batch.action[:, None, None], 1)[:, 0]  # [B, outputs]
+        q = head.value(chosen)
+        if head.kind != "scalar":
+            per_sample = head.cross_entropy(chosen, targets)
+        elif config.loss == "huber":
+            per_sample = optax.huber_loss(q, targets)
+        else:
+            per_sample = jnp.square(q - targets)
+        loss = (per_sample * batch.weight).mean()
+        return loss, {"loss": loss, "q_mean": q.mean(), "td_abs": jnp.abs(targets - q)}
+
+    def gradient_update(buffer, target_params, hp, beta, carry, key):
+        """One gradient step on a replayed batch; the priorities (not the storage) are carried."""
+        params, opt_state, priorities, max_priority = carry
+        buffer = buffer.replace(priorities=priorities, max_priority=max_priority)
+        batch = replay.sample(buffer, key, config.batch_size, hp["gamma"], config.n_step, hp["per_alpha"], beta)
+        targets = jax.lax.stop_gradient(bootstrap_targets(params, target_params, batch))
+        optimizer = make_optimizer(hp["lr"], hp["max_grad_norm"], hp["adam_eps"])
+        params, opt_state, stats = gradient_step(optimizer, loss_fn, params, opt_state, batch, targets)
+        td_abs = stats.pop("td_abs")
+        if config.prioritized:
+            buffer = replay.update_priorities(buffer, batch.row, batch.env, td_abs + hp["per_eps"])
+        return (params, opt_state, buffer.priorities, buffer.max_priority), stats
+
+    def learn(state: RunnerState, buffer, key):
+        """`gradient_steps` gradient steps: (params, opt_state, priorities, max_priority, mean stats)."""
+        hp = state.hparams
+        beta = hp["per_beta"] + (1.0 - hp["per_beta"]) * state.update_idx / config.num_updates
+        step = partial(gradient_update, buffer, state.target_params, hp, beta)
+        carry = (state.params, state.opt_state, buffer.priorities, buffer.max_priority)
+        carry, stats = jax.lax.scan(step, carry, jax.random.split(key, config.gradient_steps))
+        return *carry, {k: v.mean() for k, v in stats.items()}
+
+    def update(state: RunnerState):
+        hp = state.hparams
+        key, rollout_key, learn_key = jax.random.split(state.key, 3)
+        eps = epsilon(state.update_idx, hp)
+        traj, env_state, obs, _ = collect_rollout(env, env_params, policy(state.params, eps), state.env_state,
+                                                  state.obs, rollout_key, config.num_steps)
+        buffer = replay.add(state.buffer, replay.Step.of(traj))
+        # Only the priorities pass through the branches and the gradient steps: the storage is only read there.
+        skipped = jax.eval_shape(learn, state, buffer, learn_key)
+        params, opt_state, priorities, max_priority, stats = jax.lax.cond(
+            state.update_idx + 1 > learning_starts,
+            lambda: learn(state, buffer, learn_key),
+            lambda: (state.params, state.opt_state, buffer.priorities, buffer.max_priority,
+                     jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), skipped[4])))
+        buffer = buffer.replace(priorities=priorities, max_priority=max_priority)
+        target_params = jax.lax.cond((state.update_idx + 1) % target_every == 0,
+                                     lambda: optax.incremental_update(params, state.target_params, hp["tau"]),
+                                     lambda: state.target_params)
+        metrics = stats | episode_metrics(traj) | {"epsilon": eps}
+        return RunnerState(params, target_params, opt_state, buffer, env_state, obs, key, state.update_idx + 1,
+                           hp), metrics
+
+    def env_axes(state: RunnerState):
+        envs_first = jax.tree.map(lambda per_env: 0 if per_env else NO_ENV_AXIS, env.per_env_leaves(state.env_state))
+        return jax.tree.map(lambda _: NO_ENV_AXIS, state).replace(env_state=envs_first, obs=0,
+                                                                   buffer=replay.env_axes(state.buffer))
+
+    def guarded(state: RunnerState):
+        """The networks and the optimiser diverge; the buffer holds what the envs gave (possibly inf)."""
+        learned = lambda tree: jax.tree.map(lambda _: True, tree)  # noqa: E731
+        return jax.tree.map(lambda _: False, state).replace(params=learned(state.params),
+                                                            target_params=learned(state.target_params),
+                                                            opt_state=learned(state.opt_state))
+
+    return Program(init, update, config.num_updates, config.steps_per_update, config.updates_per_chunk,
+                   env_axes=env_axes, env_shards=config.num_envs, guarded=guarded, log_every=config.log_every,
+                   sized_by={"buffer": "buffer_size"})
+
+
+def policy_state(state: RunnerState) -> dict:
+    """What the trained policy needs: the online network's parameters."""
+    return {"params": state.params}
+
+
+def make_policy(config: Config, env: envs.Environment, env_params, stochastic: bool = False):
+    """`act(policy_state, obs, key=None) -> action`: the greedy action, or when `stochastic` epsilon-greedy
+    at eps_end with `key`; obs [*obs_shape] or batched."""
+    network, head = make_network(config, env, env_params)
+
+    def act(pstate, obs, key=None):
+        q = head.value(network.apply(pstate["params"], obs))
+        return epsilon_greedy(key, q, config.eps_end) if stochastic else jnp.argmax(q, -1)
+
+    return act
+
+
+ALGORITHM = Algorithm("dqn", "Deep Q-Networks (double, dueling, n-step, prioritised replay), discrete actions",
+                      Config, make_program, policy_state, make_policy)
+make_train = ALGORITHM.make_train
