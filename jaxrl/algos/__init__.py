@@ -15,6 +15,7 @@ ALGOS = {  # name -> the module declaring its ALGORITHM
     "ppo": "jaxrl.algos.ppo",
     "ippo": "jaxrl.algos.ippo",
     "mappo": "jaxrl.algos.mappo",
+    "pqn": "jaxrl.algos.pqn",
 }
 
 
