@@ -174,3 +174,26 @@ class ValueHead:
         (no gradient through the target)."""
         probs = jax.lax.stop_gradient(self.project(target))
         return -(probs * jax.nn.log_softmax(out)).sum(-1)
+
+
+def lambda_returns(rewards, next_values, terminated, done, gamma, td_lambda):
+    """λ-returns over a rollout, time-major [T, ...]:
+
+        G[t] = r[t] + gamma * (1 - terminated[t]) * (v[t] + lambda[t] * (G[t+1] - v[t])),
+        lambda[t] = td_lambda * (1 - done[t]),  v = next_values,  G[T] = v[T-1].
+
+    next_values[t] values the true next observation of step t (the final observation when the episode
+    ended there): max_a Q(next obs) gives Peng's Q(λ) targets (PQN), V(next obs) TD(λ) targets. So a
+    time-limit end (done, not terminated) bootstraps from the final observation, a terminal one does not,
+    and `done` = terminated | truncated cuts the recursion at episode boundaries. Returns G [T, ...].
+    """
+    not_terminal = 1.0 - terminated.astype(jnp.float32)
+    decay = td_lambda * (1.0 - done.astype(jnp.float32))
+
+    def backward(next_return, x):
+        reward, value, not_term, lam = x
+        ret = reward + gamma * not_term * (value + lam * (next_return - value))
+        return ret, ret
+
+    _, returns = jax.lax.scan(backward, next_values[-1], (rewards, next_values, not_terminal, decay), reverse=True)
+    return returns

@@ -84,8 +84,9 @@ class MLP(nn.Module):
 
     With `conv_channels`, the first prod(image_shape) input features are an image [H, W, C]
     that passes VALID convolutions (stride 1) first; any features after it (agent ids) join
-    the flattened feature maps. `layer_norm` normalises each hidden layer before its activation;
-    `out_features=0` returns the last hidden features (a torso for several heads).
+    the flattened feature maps. `layer_norm` normalises each hidden layer before its activation (a
+    convolution's: over the channels at each position); `out_features=0` returns the last hidden features
+    (a torso for several heads).
     """
 
     hidden_sizes: Sequence[int]
@@ -105,7 +106,8 @@ class MLP(nn.Module):
             size, lead = int(np.prod(self.image_shape)), x.shape[:-1]
             image = x[..., :size].reshape(lead + tuple(self.image_shape))
             for channels in self.conv_channels:
-                image = act(dense(channels, np.sqrt(2), self.weight_init)(patches(image, self.conv_kernel)))
+                image = dense(channels, np.sqrt(2), self.weight_init)(patches(image, self.conv_kernel))
+                image = act(nn.LayerNorm()(image) if self.layer_norm else image)
             x = jnp.concatenate([image.reshape(lead + (-1,)), x[..., size:]], -1)
         for size in self.hidden_sizes:
             x = dense(size, np.sqrt(2), self.weight_init)(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -77,6 +78,31 @@ def collect_rollout(
         step, (env_state, obs, memory), jax.random.split(key, num_steps), unroll=unroll
     )
     return transitions, env_state, obs, memory
+
+
+def minibatch_split(num_minibatches: int, num_steps: int) -> tuple[int, int]:
+    """(time splits, env groups) whose product is num_minibatches: time splits divide num_steps and, when
+    num_minibatches divides num_envs*num_steps, env groups divide num_envs."""
+    time_splits = math.gcd(num_minibatches, num_steps)
+    return time_splits, num_minibatches // time_splits
+
+
+def rollout_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> Any:
+    """Leaves [T, N, ...] -> [num_minibatches, T*N/num_minibatches, ...]: each env's steps in its own random
+    order, split in time; envs in fixed strided groups (`minibatch_split`). A minibatch so holds the same
+    number of steps from every block of envs, and a data-parallel run (envs sharded over devices, see
+    jaxrl.devices) forms exactly the minibatches of a one-device run."""
+    num_steps, num_envs = jax.tree.leaves(batch)[0].shape[:2]
+    time_splits, env_groups = minibatch_split(num_minibatches, num_steps)
+    n, t = num_envs // env_groups, num_steps // time_splits
+    order = jax.vmap(lambda k: jax.random.permutation(k, num_steps))(jax.random.split(key, num_envs))
+
+    def split(x):
+        x = jax.vmap(lambda xe, o: xe[o], in_axes=(1, 0))(x, order)  # [N, T, ...]
+        x = jnp.moveaxis(x.reshape((n, env_groups, time_splits, t) + x.shape[2:]), (1, 2), (0, 1))
+        return x.reshape((num_minibatches, n * t) + x.shape[4:])
+
+    return jax.tree.map(split, batch)
 
 
 def reset_memory(memory: Any, done: jax.Array) -> Any:

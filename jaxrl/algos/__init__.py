@@ -16,6 +16,7 @@ ALGOS = {  # name -> the module declaring its ALGORITHM
     "ippo": "jaxrl.algos.ippo",
     "mappo": "jaxrl.algos.mappo",
     "dqn": "jaxrl.algos.dqn",
+    "pqn": "jaxrl.algos.pqn",
 }
 
 
