@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
+
+from jaxrl.config import dynamic
 
 LOG_2PI = jnp.log(2 * jnp.pi)
 
@@ -56,3 +60,28 @@ def entropy(dist, discrete: bool):
 def mode(dist, discrete: bool):
     """The deterministic action: argmax or the Gaussian mean."""
     return jnp.argmax(dist, axis=-1) if discrete else dist[0]
+
+
+@dataclass(frozen=True)
+class EpsilonGreedyHyperparameters:
+    """The exploration schedule of the Q-learning configs (dynamic fields, `hp` below)."""
+
+    eps_start: float = dynamic(1.0, "exploration epsilon at the start of the run", low=0.0, high=1.0)
+    eps_end: float = dynamic(0.05, "exploration epsilon after the decay", low=0.0, high=1.0)
+    eps_decay: float = dynamic(0.5, "fraction of the run over which epsilon goes linearly from eps_start to eps_end "
+                                    "(0: eps_end from the start)", low=0.0, high=1.0)
+
+
+def epsilon(hp: dict, progress) -> jax.Array:
+    """Exploration epsilon after `progress` (fraction of the run done): linear from eps_start to eps_end
+    over the first eps_decay of the run, then constant."""
+    done = jnp.where(hp["eps_decay"] > 0, jnp.clip(progress / jnp.maximum(hp["eps_decay"], 1e-9), 0.0, 1.0), 1.0)
+    return hp["eps_start"] + done * (hp["eps_end"] - hp["eps_start"])
+
+
+def epsilon_greedy(key: jax.Array, q: jax.Array, eps) -> jax.Array:
+    """q [..., action_dim] -> actions [...]: uniformly random with probability eps, else greedy."""
+    explore_key, action_key = jax.random.split(key)
+    greedy = jnp.argmax(q, -1)
+    random_action = jax.random.randint(action_key, greedy.shape, 0, q.shape[-1])
+    return jnp.where(jax.random.uniform(explore_key, greedy.shape) < eps, random_action, greedy)

@@ -9,6 +9,7 @@ import pytest
 from jaxrl import api, envs, pbt, records
 from jaxrl.algos import pqn
 from jaxrl.config import ConfigError
+from jaxrl.distributions import epsilon
 from jaxrl.losses import lambda_returns
 from jaxrl.rollout import rollout_minibatches
 
@@ -64,7 +65,7 @@ def test_rollout_minibatches_hold_every_sample_once_and_every_env_group_equally(
     (dict(num_envs=4, num_steps=6, num_minibatches=5), r"num_envs\*num_steps=4\*6=24 is not divisible by "
                                                        r"num_minibatches=5"),
     (dict(total_timesteps=100), r"total_timesteps=100 is smaller than one update"),
-    (dict(eps_decay=0.0), r"eps_decay=0.0: must be > 0"),
+    (dict(eps_end=1.5), r"eps_end=1.5: must be <= 1"),
     (dict(value_head="hl_gauss", value_min=1.0, value_max=1.0), r"value_min=1.0 must be below value_max=1.0"),
 ])
 def test_bad_configs_are_refused_before_compiling(overrides, message):
@@ -93,7 +94,8 @@ def test_presets_are_purejaxqls_configs_and_minatar_layer_norms_its_convolution(
 
 def test_epsilon_decays_linearly_then_stays():
     hp = {"eps_start": 1.0, "eps_end": 0.2, "eps_decay": 0.5}
-    np.testing.assert_allclose([pqn.epsilon(hp, p) for p in (0.0, 0.25, 0.5, 0.9)], [1.0, 0.6, 0.2, 0.2], rtol=1e-6)
+    np.testing.assert_allclose([epsilon(hp, p) for p in (0.0, 0.25, 0.5, 0.9)], [1.0, 0.6, 0.2, 0.2], rtol=1e-6)
+    assert epsilon(dict(hp, eps_decay=0.0), 0.0) == 0.2  # no decay: eps_end from the start
 
 
 @pytest.fixture(scope="module")

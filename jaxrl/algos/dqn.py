@@ -29,6 +29,7 @@ from jaxrl import envs, replay
 from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import NO_ENV_AXIS
+from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_greedy
 from jaxrl.losses import ValueHead, ValueHeadConfig
 from jaxrl.networks import ACTIVATIONS, INITS, QNetwork, check_conv
 from jaxrl.optim import gradient_step, make_optimizer
@@ -38,7 +39,7 @@ LOGGED_ROWS = 500  # about this many metrics rows per run, however many (tiny) u
 
 
 @dataclass(frozen=True)
-class Config(ValueHeadConfig):
+class Config(ValueHeadConfig, EpsilonGreedyHyperparameters):
     # static: shapes and program structure
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`); discrete actions")
     num_envs: int = static(10, "parallel environments per seed", low=1)
@@ -71,10 +72,6 @@ class Config(ValueHeadConfig):
     gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
     tau: float = dynamic(1.0, "at each target update the target moves this fraction of the way to the online "
                               "network (1: a copy; < 1: Polyak averaging)", low=0.0, low_open=True, high=1.0)
-    eps_start: float = dynamic(1.0, "exploration epsilon at the start", low=0.0, high=1.0)
-    eps_end: float = dynamic(0.05, "exploration epsilon after the decay", low=0.0, high=1.0)
-    eps_decay: float = dynamic(0.5, "fraction of the run over which epsilon falls linearly from eps_start to "
-                                    "eps_end", low=0.0, high=1.0)
     max_grad_norm: float = dynamic(0.0, "global gradient-norm clip (0: no clipping)", low=0.0)
     adam_eps: float = dynamic(1e-8, "Adam's epsilon (optax's default, as PureJaxRL's DQN)", low=0.0, low_open=True)
     per_alpha: float = dynamic(0.6, "prioritised replay: priority exponent (0: uniform)", low=0.0)
@@ -155,13 +152,6 @@ def make_network(config: Config, env: envs.Environment, env_params) -> tuple[QNe
     return network, head
 
 
-def epsilon_greedy(key, q: jax.Array, eps) -> jax.Array:
-    """q [..., action_dim] -> actions [...]: the greedy one, or with probability eps a uniformly random one."""
-    explore_key, action_key = jax.random.split(key)
-    greedy = jnp.argmax(q, -1)
-    random_action = jax.random.randint(action_key, greedy.shape, 0, q.shape[-1])
-    return jnp.where(jax.random.uniform(explore_key, greedy.shape) < eps, random_action, greedy)
-
 
 def make_program(config: Config) -> Program:
     base_env = envs.make(config.env)
@@ -187,12 +177,6 @@ def make_program(config: Config) -> Program:
         buffer = replay.create(example, config.buffer_size, config.prioritized)
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
         return RunnerState(params, params, opt_state, buffer, env_state, obs, key, jnp.int32(0), hp)
-
-    def epsilon(update_idx, hp):
-        """Linear decay over the first eps_decay of the run, by env steps before this update."""
-        decay_steps = hp["eps_decay"] * config.num_updates
-        frac = jnp.where(decay_steps > 0, jnp.minimum(update_idx / jnp.maximum(decay_steps, 1e-9), 1.0), 1.0)
-        return hp["eps_start"] + frac * (hp["eps_end"] - hp["eps_start"])
 
     def policy(params, eps):
         return lambda key, obs: (epsilon_greedy(key, q_values(params, obs), eps), {})
@@ -243,7 +227,7 @@ def make_program(config: Config) -> Program:
     def update(state: RunnerState):
         hp = state.hparams
         key, rollout_key, learn_key = jax.random.split(state.key, 3)
-        eps = epsilon(state.update_idx, hp)
+        eps = epsilon(hp, state.update_idx / config.num_updates)
         traj, env_state, obs, _ = collect_rollout(env, env_params, policy(state.params, eps), state.env_state,
                                                   state.obs, rollout_key, config.num_steps)
         buffer = replay.add(state.buffer, replay.Step.of(traj))

@@ -24,6 +24,7 @@ from jaxrl import envs, loop
 from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import NO_ENV_AXIS
+from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_greedy
 from jaxrl.losses import ValueHeadConfig, lambda_returns
 from jaxrl.networks import ACTIVATIONS, QNetwork, check_conv
 from jaxrl.optim import gradient_step, make_optimizer
@@ -31,7 +32,7 @@ from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split, rol
 
 
 @dataclass(frozen=True)
-class Config(ValueHeadConfig):
+class Config(ValueHeadConfig, EpsilonGreedyHyperparameters):
     # static: shapes and program structure (defaults: purejaxql's gymnax config, see PRESETS)
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
     num_envs: int = static(32, "parallel environments per seed", low=1)
@@ -54,10 +55,6 @@ class Config(ValueHeadConfig):
     gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
     td_lambda: float = dynamic(0.95, "lambda of the Q(lambda) targets (0: one-step Q-learning, 1: Monte Carlo "
                                      "within the rollout)", low=0.0, high=1.0)
-    eps_start: float = dynamic(1.0, "exploration epsilon at the start of the run", low=0.0, high=1.0)
-    eps_end: float = dynamic(0.2, "exploration epsilon after the decay", low=0.0, high=1.0)
-    eps_decay: float = dynamic(0.2, "fraction of the run over which epsilon goes linearly from eps_start to "
-                                    "eps_end", low=0.0, high=1.0, low_open=True)
     max_grad_norm: float = dynamic(10.0, "global gradient-norm clip (0: no clipping)", low=0.0)
     reward_scale: float = dynamic(1.0, "factor on the rewards the targets are computed from (returns are "
                                        "reported unscaled)", low=0.0, low_open=True)
@@ -136,19 +133,6 @@ def make_network(config: Config, env: envs.Environment, env_params) -> QNetwork:
                     conv_kernel=config.conv_kernel, image_shape=image_shape)
 
 
-def epsilon(hp: dict, progress) -> jax.Array:
-    """Exploration epsilon after `progress` (fraction of the run done): linear from eps_start to eps_end
-    over the first eps_decay of the run, then constant."""
-    done = jnp.clip(progress / hp["eps_decay"], 0.0, 1.0)
-    return hp["eps_start"] + done * (hp["eps_end"] - hp["eps_start"])
-
-
-def epsilon_greedy(key: jax.Array, q: jax.Array, eps) -> jax.Array:
-    """q [..., action_dim] -> actions [...]: uniformly random with probability eps, else greedy."""
-    explore_key, action_key = jax.random.split(key)
-    greedy = jnp.argmax(q, -1)
-    random_action = jax.random.randint(action_key, greedy.shape, 0, q.shape[-1])
-    return jnp.where(jax.random.uniform(explore_key, greedy.shape) < eps, random_action, greedy)
 
 
 def make_program(config: Config) -> loop.Program:
