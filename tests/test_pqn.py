@@ -95,7 +95,7 @@ def test_presets_are_purejaxqls_configs_and_minatar_layer_norms_its_convolution(
 def test_epsilon_decays_linearly_then_stays():
     hp = {"eps_start": 1.0, "eps_end": 0.2, "eps_decay": 0.5}
     np.testing.assert_allclose([epsilon(hp, p) for p in (0.0, 0.25, 0.5, 0.9)], [1.0, 0.6, 0.2, 0.2], rtol=1e-6)
-    assert epsilon(dict(hp, eps_decay=0.0), 0.0) == 0.2  # no decay: eps_end from the start
+    assert epsilon(dict(hp, eps_decay=0.0), 0.0) == pytest.approx(0.2)  # no decay: eps_end from the start
 
 
 @pytest.fixture(scope="module")
