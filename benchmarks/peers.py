@@ -78,10 +78,10 @@ PUREJAXRL_DQN = {
     # QNetwork 120-84 relu, squared TD error, one-step targets, Adam without gradient clipping; every env
     # steps once, then one gradient step (TRAINING_INTERVAL counts env steps: 10 = one step of the 10 envs)
     "jaxrl": dict(num_envs=10, buffer_size=10_000, batch_size=128, total_timesteps=500_000, eps_start=1.0,
-                  eps_end=0.05, eps_decay_fraction=0.5, target_update_interval=500, lr=2.5e-4,
-                  learning_starts=10_000, num_steps=1, gradient_steps=1, anneal_lr=False, gamma=0.99, tau=1.0,
-                  hidden_sizes=[120, 84], activation="relu", loss="mse", double_q=False, dueling=False,
-                  n_step=1),
+                  eps_end=0.05, eps_decay=0.5, target_update_interval=500, lr=2.5e-4, adam_eps=1e-8,
+                  max_grad_norm=0.0, learning_starts=10_000, num_steps=1, gradient_steps=1, gamma=0.99, tau=1.0,
+                  hidden_sizes=[120, 84], activation="relu", weight_init="lecun", loss="mse", double_q=False,
+                  dueling=False, n_step=1),
 }
 PUREJAXQL_PQN = {
     # purejaxql/config/alg/pqn_cartpole.yaml and WANDB_MODE from config/config.yaml, but TEST_DURING_TRAINING,
@@ -94,9 +94,9 @@ PUREJAXQL_PQN = {
     # the same (EPS_DECAY: the fraction of updates over which epsilon decays; the lr decays to 0 over the
     # run); pqn_gymnax.py uses RAdam
     "jaxrl": dict(total_timesteps=500_000, num_envs=32, num_steps=64, eps_start=1.0, eps_end=0.2,
-                  eps_decay_fraction=0.2, num_minibatches=16, update_epochs=4, hidden_sizes=[256, 256],
+                  eps_decay=0.2, num_minibatches=16, update_epochs=4, hidden_sizes=[256, 256],
                   layer_norm=True, lr=1e-4, max_grad_norm=10.0, anneal_lr=True, reward_scale=0.1, gamma=0.99,
-                  q_lambda=0.95),
+                  td_lambda=0.95, activation="relu"),
 }
 # Row: (jaxrl algorithm, reference config, peer runner, peer checkout in .peers/)
 VALUE_BASED = {"f": ("dqn", PUREJAXRL_DQN, "purejaxrl_dqn.py", "purejaxrl"),
