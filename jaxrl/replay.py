@@ -107,9 +107,8 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int, gamma, n_step:
     does not bootstrap; a truncated one, or a cut, bootstraps from its own `next_obs`.
     """
     if buffer.priorities is None:
-        row_key, env_key = jax.random.split(key)
-        row = jax.random.randint(row_key, (batch_size,), 0, buffer.filled)
-        env = jax.random.randint(env_key, (batch_size,), 0, buffer.num_envs)
+        flat = jax.random.randint(key, (batch_size,), 0, buffer.filled * buffer.num_envs)  # one draw: RNG is costly
+        row, env = flat // buffer.num_envs, flat % buffer.num_envs
         weight = jnp.ones(batch_size, jnp.float32)
     else:
         row, env, weight = _prioritized_indices(buffer, key, batch_size, alpha, beta)
