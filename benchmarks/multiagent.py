@@ -88,7 +88,8 @@ def floors() -> list[dict]:
     optimizer = make_optimizer(config.lr, config.max_grad_norm)
 
     def loss(net_params, mb):
-        logits, values = network.apply(net_params, mb["obs"])
+        logits, value_out = network.apply(net_params, mb["obs"])
+        values = value_out[..., 0]  # a scalar critic
         log_prob = distributions.categorical_log_prob(logits, mb["action"])
         pi_loss = ppo_policy_loss(log_prob, mb["log_prob"], mb["advantages"], config.clip_eps)[0]
         entropy = distributions.categorical_entropy(logits).mean()

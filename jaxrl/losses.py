@@ -81,19 +81,27 @@ def value_loss(values, old_values, targets, clip_eps, clip: bool, weights=None):
     return 0.5 * mean(loss, weights)
 
 
-def ppo_loss(log_prob, entropy, values, old_log_prob, old_values, advantages, targets, hp: dict, clip_value: bool,
-             normalize_advantages: bool, weights=None, value_weights=None):
+def ppo_loss(log_prob, entropy, value_out, old_log_prob, old_values, advantages, targets, hp: dict,
+             value_head: ValueHead, clip_value: bool, normalize_advantages: bool, weights=None, value_weights=None):
     """PPO's objective on a minibatch (to minimise): clipped surrogate + vf_coef * value loss - ent_coef * entropy.
 
-    All arrays share one shape, one entry per sample: log_prob, entropy and values of the current network;
-    old_log_prob and old_values from the rollout; advantages and value targets. hp: clip_eps, vf_coef, ent_coef.
-    `weights` (0/1) drop samples from the policy loss, entropy and advantage statistics (an action that did not
-    count); `value_weights` from the value loss (a sample not the learner's). Returns (total, stats).
+    One entry per sample, all of one shape [...]: log_prob and entropy of the current network; old_log_prob and
+    old_values (decoded) from the rollout; advantages and value targets. value_out [..., value_head.outputs]: the
+    current critic's outputs. The value loss is 0.5 * squared error for a scalar head (clipped around the old
+    value if `clip_value`), the cross-entropy to the projected targets for a categorical one (not clipped: PPO's
+    value clipping bounds a regression's step, and a categorical head's logits move by softmax - target, already
+    bounded). hp: clip_eps, vf_coef, ent_coef. `weights` (0/1) drop samples from the policy loss, entropy and
+    advantage statistics (an action that did not count); `value_weights` from the value loss (a sample not the
+    learner's). Returns (total, stats).
     """
     if normalize_advantages:
         advantages = normalize(advantages, weights)
     pi_loss, clip_frac, approx_kl = ppo_policy_loss(log_prob, old_log_prob, advantages, hp["clip_eps"], weights)
-    v_loss = value_loss(values, old_values, targets, hp["clip_eps"], clip_value, value_weights)
+    if value_head.kind == "scalar":
+        v_loss = value_loss(value_head.value(value_out), old_values, targets, hp["clip_eps"], clip_value,
+                            value_weights)
+    else:
+        v_loss = mean(value_head.cross_entropy(value_out, targets), value_weights)
     entropy = mean(entropy, weights)
     total = pi_loss + hp["vf_coef"] * v_loss - hp["ent_coef"] * entropy
     return total, {"policy_loss": pi_loss, "value_loss": v_loss, "entropy": entropy,
@@ -166,8 +174,8 @@ class ValueHead:
         edges = jnp.linspace(self.low - self.bin_width / 2, self.high + self.bin_width / 2, self.bins + 1)
         scale = self.sigma * self.bin_width * math.sqrt(2.0)
         cdf = jax.scipy.special.erf(jnp.clip((edges - target) / scale, -ERF_ARGUMENT_BOUND, ERF_ARGUMENT_BOUND))
-        mass = cdf[..., 1:] - cdf[..., :-1]
-        return mass / jnp.maximum(cdf[..., -1:] - cdf[..., :1], 1e-12)
+        mass = jnp.maximum(cdf[..., 1:] - cdf[..., :-1], 0.0)  # float32 erf is not monotone in its last bit
+        return mass / mass.sum(-1, keepdims=True)  # > 0: the target's own bin holds mass
 
     def cross_entropy(self, out: jax.Array, target: jax.Array) -> jax.Array:
         """[..., bins], [...] -> [...]: cross-entropy of the predicted bins against the projected target

@@ -162,7 +162,9 @@ class ActorCritic(nn.Module):
     """Separate actor and critic MLPs on the flattened observation.
 
     `obs` is [..., *obs_shape] with `obs_ndim = len(obs_shape)`. Discrete:
-    returns (logits [.., n], value [..]); continuous: ((mean, log_std), value).
+    returns (logits [.., n], critic outputs [.., value_outputs]); continuous: ((mean, log_std), critic outputs).
+    The algorithm decodes the critic outputs into values with its jaxrl.losses.ValueHead (`value_outputs` =
+    its `outputs`: 1 for a scalar value, logits over bins for a categorical one).
     `critic_obs` (same leading axes, already flat) feeds the critic instead of `obs`:
     a centralised critic on the world state (MAPPO).
     """
@@ -176,11 +178,13 @@ class ActorCritic(nn.Module):
     conv_kernel: int = 3
     image_shape: Sequence[int] = ()
     central_critic: bool = False
+    value_outputs: int = 1
 
     def setup(self):
         conv = (self.conv_channels, self.conv_kernel, self.image_shape)
         self.actor = MLP(self.hidden_sizes, self.action_dim, self.activation, 0.01, *conv)
-        self.critic = MLP(self.hidden_sizes, 1, self.activation, 1.0, *(((), 3, ()) if self.central_critic else conv))
+        self.critic = MLP(self.hidden_sizes, self.value_outputs, self.activation, 1.0,
+                          *(((), 3, ()) if self.central_critic else conv))
         if not self.discrete:
             self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
 
@@ -191,15 +195,16 @@ class ActorCritic(nn.Module):
         x = self._flat(obs)
         head = self.actor(x)
         dist = head if self.discrete else (head, jnp.broadcast_to(self.log_std, head.shape))
-        return dist, self.critic(x if critic_obs is None else critic_obs.astype(jnp.float32))[..., 0]
+        return dist, self.critic(x if critic_obs is None else critic_obs.astype(jnp.float32))
 
     def policy(self, obs):
         """The action distribution alone (an opponent's move needs no value)."""
         head = self.actor(self._flat(obs))
         return head if self.discrete else (head, jnp.broadcast_to(self.log_std, head.shape))
 
-    def value(self, obs, critic_obs=None):
-        return self.critic(self._flat(obs) if critic_obs is None else critic_obs.astype(jnp.float32))[..., 0]
+    def critic_outputs(self, obs, critic_obs=None):
+        """The critic alone: [..., value_outputs]."""
+        return self.critic(self._flat(obs) if critic_obs is None else critic_obs.astype(jnp.float32))
 
 
 class RecurrentActorCritic(nn.Module):
@@ -208,7 +213,8 @@ class RecurrentActorCritic(nn.Module):
     `memory` is the pair of hidden states (actor, critic), leaves [..., gru_size]. Where
     `reset` is true (the step starts an episode) both are zeroed before the step, so a
     sequence replayed from its first memory with the rollout's resets reproduces the
-    rollout exactly. `critic_obs` feeds the critic instead of `obs` (MAPPO).
+    rollout exactly. `critic_obs` feeds the critic instead of `obs` (MAPPO). The critic's
+    `value_outputs` are decoded like ActorCritic's.
     """
 
     action_dim: int
@@ -216,6 +222,7 @@ class RecurrentActorCritic(nn.Module):
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
     gru_size: int = 64
+    value_outputs: int = 1
 
     def setup(self):
         def torso():
@@ -226,7 +233,7 @@ class RecurrentActorCritic(nn.Module):
         self.actor_embed, self.actor_gru = torso()
         self.critic_embed, self.critic_gru = torso()
         self.actor = MLP(self.hidden_sizes[1:], self.action_dim, self.activation, 0.01)
-        self.critic = MLP(self.hidden_sizes[1:], 1, self.activation, 1.0)
+        self.critic = MLP(self.hidden_sizes[1:], self.value_outputs, self.activation, 1.0)
         if not self.discrete:
             self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
 
@@ -239,12 +246,12 @@ class RecurrentActorCritic(nn.Module):
         return head if self.discrete else (head, jnp.broadcast_to(self.log_std, head.shape))
 
     def __call__(self, memory, obs, reset, critic_obs=None):
-        """One step: (memory, obs [..., F], reset [...]) -> (memory, dist, value [...])."""
+        """One step: (memory, obs [..., F], reset [...]) -> (memory, dist, critic outputs [..., value_outputs])."""
         h_actor, h_critic = memory
         h_actor, out = self._step(self.actor_embed, self.actor_gru, h_actor, obs, reset)
         critic_in = obs if critic_obs is None else critic_obs
         h_critic, critic_out = self._step(self.critic_embed, self.critic_gru, h_critic, critic_in, reset)
-        return (h_actor, h_critic), self._dist(out), self.critic(critic_out)[..., 0]
+        return (h_actor, h_critic), self._dist(out), self.critic(critic_out)
 
     def policy(self, memory, obs, reset):
         """The actor alone: (memory, obs, reset) -> (memory with the critic's untouched, dist)."""

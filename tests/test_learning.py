@@ -22,7 +22,8 @@ def test_value_bootstraps_through_time_limits():
     env = envs.make(config.env)
     network, _ = ppo.make_network(config, env, env.default_params)
     params = jax.tree.map(lambda x: x[0], result.state.params)  # first seed
-    value = network.apply(params, np.zeros((1, 1), np.float32), method=type(network).value)
+    value = config.value_head_spec.value(network.apply(params, np.zeros((1, 1), np.float32),
+                                                       method=type(network).critic_outputs))
     assert float(value[0]) == pytest.approx(10.0, rel=0.05)
 
 

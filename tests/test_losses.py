@@ -2,7 +2,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl.losses import gae, ppo_loss, ppo_policy_loss, value_loss
+from jaxrl.losses import ValueHead, gae, ppo_loss, ppo_policy_loss, value_loss
 
 
 def gae_reference(rewards, values, next_values, terminated, truncated, gamma, lam):
@@ -101,13 +101,43 @@ def test_ppo_loss_matches_numpy_reference(weighted, clip_value, normalize_advant
     hp = {"clip_eps": 0.2, "vf_coef": 0.5, "ent_coef": 0.01}
     arrays = (log_prob, entropy, values, old_log_prob, old_values, advantages, targets)
     weights = (jnp.asarray(acts), jnp.asarray(learns)) if weighted else ()
-    total, stats = ppo_loss(*map(jnp.asarray, arrays), hp, clip_value, normalize_advantages, *weights)
+    inputs = (log_prob, entropy, values[:, None], old_log_prob, old_values, advantages, targets)  # a scalar critic
+    total, stats = ppo_loss(*map(jnp.asarray, inputs), hp, ValueHead(), clip_value, normalize_advantages, *weights)
     ref_total, ref_stats = ppo_loss_reference(*arrays, hp, clip_value, normalize_advantages, acts, learns)
     assert 0 < ref_stats["clip_frac"] < 1
     np.testing.assert_allclose(float(total), ref_total, rtol=1e-5, atol=1e-6)
     assert stats.keys() == ref_stats.keys()
     for k, v in ref_stats.items():
         np.testing.assert_allclose(float(stats[k]), v, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("clip_value", [True, False])
+def test_ppo_loss_of_a_categorical_critic_is_its_unclipped_cross_entropy(clip_value):
+    """The value loss of an HL-Gauss critic: the mean cross-entropy over the learner's samples, whatever the
+    old values (PPO's value clipping is for a scalar critic); the policy terms are the scalar critic's."""
+    rng = np.random.default_rng(2)
+    n, head = 64, ValueHead("hl_gauss", 11, 0.0, 10.0)
+    log_prob, entropy, advantages = rng.normal(size=n), rng.random(n), rng.normal(size=n)
+    logits, targets = rng.normal(size=(n, head.bins)), rng.uniform(0.0, 10.0, n)
+    learns = jnp.asarray(rng.random(n) < 0.8, jnp.float32)
+    acts = jnp.ones(n)
+    hp = {"clip_eps": 0.2, "vf_coef": 0.5, "ent_coef": 0.01}
+    common = (jnp.asarray(log_prob), jnp.asarray(entropy), jnp.asarray(logits), jnp.asarray(log_prob + 0.1))
+    rest = (jnp.asarray(advantages), jnp.asarray(targets), hp, head, clip_value, True, acts, learns)
+    total, stats = ppo_loss(*common, jnp.asarray(rng.normal(size=n)), *rest)
+    far_old_values = ppo_loss(*common, jnp.full(n, 1e3), *rest)[1]
+    probs = np.asarray(head.project(jnp.asarray(targets)))
+    log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = (-(probs * log_softmax).sum(-1) * learns).sum() / learns.sum()
+    np.testing.assert_allclose(float(stats["value_loss"]), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(far_old_values["value_loss"]), expected, rtol=1e-5)
+    exact = jnp.asarray(targets)  # a scalar critic and its old values right on the targets: no value loss
+    scalar = ppo_loss(*common[:2], exact[:, None], *common[3:], exact, *rest[:3], ValueHead(), *rest[4:])[1]
+    assert float(scalar["value_loss"]) == 0.0
+    for k in ("policy_loss", "entropy", "approx_kl", "clip_frac"):
+        assert float(stats[k]) == float(scalar[k]), k
+    np.testing.assert_allclose(float(total), float(stats["policy_loss"] + 0.5 * stats["value_loss"]
+                                                   - 0.01 * stats["entropy"]), rtol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (3, 5, 7)])

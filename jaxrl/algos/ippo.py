@@ -30,14 +30,14 @@ from jaxrl import distributions, envs, loop
 from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.league import selfplay
-from jaxrl.losses import PPOHyperparameters, gae, ppo_loss
+from jaxrl.losses import PPOHyperparameters, ValueHeadConfig, gae, ppo_loss
 from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, check_conv
 from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import RecurrentPolicy, collect_rollout
 
 
 @dataclass(frozen=True)
-class Config(PPOHyperparameters):
+class Config(PPOHyperparameters, ValueHeadConfig):
     # static: shapes and program structure. Defaults: JaxMARL's IPPO baseline on MPE.
     env: str = static("jaxmarl:MPE_simple_spread_v3", "multi-agent environment id (see `jaxrl envs`)")
     num_envs: int = static(16, "parallel environments per seed", low=1)
@@ -55,7 +55,8 @@ class Config(PPOHyperparameters):
                                     "hidden states reset at episode starts; selfplay=off")
     gru_size: int = static(128, "GRU hidden units (recurrent)", low=1)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
-    clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps)")
+    clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps; scalar "
+                                    "value_head only)")
     normalize_advantages: bool = static(True, "standardise advantages per minibatch")
     agent_ids: bool = static(False, "append each agent's one-hot id to its observation")
     critic: str = static("local", "critic input: local (own observation, IPPO) or world_state (MAPPO)",
@@ -86,6 +87,7 @@ class Config(PPOHyperparameters):
 
     def __post_init__(self):
         validate_fields(self)
+        self.value_head_spec  # raises ConfigError for an empty value range
         population = self.selfplay == "population"
         if population != (self.population_size > 1):
             raise ConfigError(f"population_size={self.population_size} needs selfplay=population with a size >= 2 "
@@ -179,15 +181,17 @@ def make_network(config: Config, env: envs.Environment, env_params):
     act_space = env.action_space(env_params)
     discrete = isinstance(act_space, envs.Discrete)
     action_dim = act_space.n if discrete else envs.flat_dim(act_space)
+    value_outputs = config.value_head_spec.outputs
     if config.recurrent:
         return RecurrentActorCritic(action_dim, discrete, config.hidden_sizes, config.activation,
-                                    config.gru_size), discrete
+                                    config.gru_size, value_outputs), discrete
     image_shape = ()
     if config.conv_channels:
         view = jax.eval_shape(lambda k: envs.AgentView(env).reset(k, env_params)[0], jax.random.PRNGKey(0))
         image_shape = check_conv(config.conv_channels, config.conv_kernel, view["obs"].shape[1:], config.env)
     return ActorCritic(action_dim, discrete, 1, config.hidden_sizes, config.activation, config.conv_channels,
-                       config.conv_kernel, image_shape, central_critic=config.critic == "world_state"), discrete
+                       config.conv_kernel, image_shape, central_critic=config.critic == "world_state",
+                       value_outputs=value_outputs), discrete
 
 
 def scripted_league(config: Config, env: envs.Environment) -> list:
@@ -264,6 +268,7 @@ def make_program(config: Config) -> loop.Program:
     env = envs.make_vec_env(base_env, config.num_envs, world_state=config.critic == "world_state")
     P, B, N = config.policies, config.blocks, config.num_envs
     recurrent = config.recurrent
+    value_head = config.value_head_spec
     sequences = (N // P) * num_agents  # per policy: one per env and agent
     samples = sequences * config.num_steps
     if recurrent and sequences % config.num_minibatches:
@@ -296,15 +301,16 @@ def make_program(config: Config) -> loop.Program:
     def forward(params, view):
         """Every policy on its block of envs: params [P, ...], view leaves [N, A, ...] -> dist, value [N, A]."""
         x, c = jax.tree.map(lambda a: split(a, P), (actor_input(view), critic_input(view)))
-        dist, value = per_block(network.apply)(params, x, c)
-        return masked(jax.tree.map(merge, dist), view, discrete), merge(value)
+        dist, value_out = per_block(network.apply)(params, x, c)
+        return masked(jax.tree.map(merge, dist), view, discrete), value_head.value(merge(value_out))
 
     def recurrent_forward(params, memory, view, reset):
         """`forward` of GRU policies: memory leaves [N, A, H], reset [N, A] -> (memory, dist, value)."""
         x, c = jax.tree.map(lambda a: split(a, P), (actor_input(view), critic_input(view)))
-        memory, dist, value = per_block(network.apply)(params, jax.tree.map(lambda m: split(m, P), memory), x,
-                                                       split(reset, P), c)
-        return jax.tree.map(merge, memory), masked(jax.tree.map(merge, dist), view, discrete), merge(value)
+        memory, dist, value_out = per_block(network.apply)(params, jax.tree.map(lambda m: split(m, P), memory), x,
+                                                           split(reset, P), c)
+        return (jax.tree.map(merge, memory), masked(jax.tree.map(merge, dist), view, discrete),
+                value_head.value(merge(value_out)))
 
     def opponent_forward(opp_params, view):
         """Opponent j on env block j: opp_params [B, ...] -> dist [N, A, ...]."""
@@ -368,30 +374,32 @@ def make_program(config: Config) -> loop.Program:
         else:  # the critic alone: its input flattened like the actor's, or the world state
             def value(view):
                 x, c = jax.tree.map(lambda a: split(a, P), (actor_input(view), critic_input(view)))
-                return merge(per_block(lambda p, x, c: network.apply(p, x, c, method=ActorCritic.value))(params, x, c))
+                critic = per_block(lambda p, x, c: network.apply(p, x, c, method=ActorCritic.critic_outputs))
+                return value_head.value(merge(critic(params, x, c)))
 
             next_values = jax.vmap(value)(traj.next_obs)
         return gae(traj.reward, traj.extras["value"], next_values, traj.terminated, traj.done,
                    hp["gamma"], hp["gae_lambda"])
 
     def apply_batch(params, batch):
-        """(dist, value) of a minibatch: samples, or sequences [T, S, ...] replayed from their first memory."""
+        """(dist, critic outputs) of a minibatch: samples, or sequences [T, S, ...] replayed from their first
+        memory."""
         if not recurrent:
             return network.apply(params, batch["x"], batch["c"])
 
         def step(memory, inputs):
-            memory, dist, value = network.apply(params, memory, *inputs)
-            return memory, (dist, value)
+            memory, dist, value_out = network.apply(params, memory, *inputs)
+            return memory, (dist, value_out)
 
         return jax.lax.scan(step, batch["memory"], (batch["x"], batch["reset"], batch["c"]))[1]
 
     def loss_fn(params, batch, hp):
-        dist, values = apply_batch(params, batch)
+        dist, value_out = apply_batch(params, batch)
         if discrete:
             dist = jnp.where(batch["mask"], dist, -1e9)
         return ppo_loss(distributions.log_prob(dist, batch["action"], discrete), distributions.entropy(dist, discrete),
-                        values, batch["log_prob"], batch["value"], batch["advantages"], batch["targets"], hp,
-                        config.clip_value, config.normalize_advantages, batch["acts"], batch["learns"])
+                        value_out, batch["log_prob"], batch["value"], batch["advantages"], batch["targets"], hp,
+                        value_head, config.clip_value, config.normalize_advantages, batch["acts"], batch["learns"])
 
     def update_minibatch(carry, batch):
         params, opt_state, hp, lr = carry

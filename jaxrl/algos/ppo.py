@@ -20,14 +20,14 @@ from jaxrl import distributions, envs, loop
 from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import NO_ENV_AXIS
-from jaxrl.losses import PPOHyperparameters, gae, ppo_loss
+from jaxrl.losses import PPOHyperparameters, ValueHeadConfig, gae, ppo_loss
 from jaxrl.networks import ACTIVATIONS, ActorCritic, check_conv
 from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import collect_rollout, episode_metrics
 
 
 @dataclass(frozen=True)
-class Config(PPOHyperparameters):
+class Config(PPOHyperparameters, ValueHeadConfig):
     # static: shapes and program structure
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
     num_envs: int = static(8, "parallel environments per seed", low=1)
@@ -40,7 +40,8 @@ class Config(PPOHyperparameters):
                                                 "observations [H, W, C] (empty: none)", low=1)
     conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
-    clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps)")
+    clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps; scalar "
+                                    "value_head only)")
     normalize_obs: bool = static(False, "standardise observations with running statistics")
     normalize_advantages: bool = static(True, "standardise advantages per minibatch")
     updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
@@ -55,6 +56,7 @@ class Config(PPOHyperparameters):
 
     def __post_init__(self):
         validate_fields(self)
+        self.value_head_spec  # raises ConfigError for an empty value range
         batch = self.num_envs * self.num_steps
         if batch % self.num_minibatches:
             raise ConfigError(
@@ -88,6 +90,11 @@ class Config(PPOHyperparameters):
 PRESETS: dict[str, dict[str, Any]] = {
     "brax:": dict(num_envs=32, num_steps=64, num_minibatches=8, update_epochs=4, lr=3e-4, ent_coef=0.0,
                   normalize_obs=True, max_grad_norm=0.5, total_timesteps=1_000_000),
+    # The support of a categorical critic (value_head=hl_gauss or two_hot; a scalar one ignores it). CartPole pays
+    # 1 per step and its time limit bootstraps, so at gamma=0.99 values lie in [1, 1/(1-gamma)=100]; a margin of
+    # 10 (over 5 HL-Gauss sigmas with 51 bins) keeps the projected targets whole at both ends. Other gammas: set
+    # value_max to about 1.1/(1-gamma).
+    "gymnax:CartPole": dict(value_min=-10.0, value_max=110.0),
 }
 
 
@@ -112,7 +119,8 @@ def make_network(config: Config, env: envs.Environment, env_params) -> tuple[Act
     obs_shape = env.observation_space(env_params).shape
     image_shape = check_conv(config.conv_channels, config.conv_kernel, obs_shape, config.env)
     return ActorCritic(action_dim, discrete, len(obs_shape), config.hidden_sizes, config.activation,
-                       config.conv_channels, config.conv_kernel, image_shape), discrete
+                       config.conv_channels, config.conv_kernel, image_shape,
+                       value_outputs=config.value_head_spec.outputs), discrete
 
 
 def make_program(config: Config) -> loop.Program:
@@ -121,6 +129,7 @@ def make_program(config: Config) -> loop.Program:
     network, discrete = make_network(config, base_env, env_params)
     env = envs.make_vec_env(base_env, config.num_envs, normalize_obs=config.normalize_obs)
     time_splits, env_groups = config.minibatch_split
+    value_head = config.value_head_spec
 
     def init(key, hp):
         key, net_key, env_key = jax.random.split(key, 3)
@@ -132,23 +141,23 @@ def make_program(config: Config) -> loop.Program:
 
     def policy(params):
         def act(key, obs):
-            dist, value = network.apply(params, obs)
+            dist, value_out = network.apply(params, obs)
             action, log_prob = distributions.sample_log_prob(key, dist, discrete)
-            return action, {"log_prob": log_prob, "value": value}
+            return action, {"log_prob": log_prob, "value": value_head.value(value_out)}
 
         return act
 
     def compute_advantages(params, traj, hp):
-        next_values = network.apply(params, traj.next_obs, method=ActorCritic.value)
+        next_values = value_head.value(network.apply(params, traj.next_obs, method=ActorCritic.critic_outputs))
         return gae(traj.reward, traj.extras["value"], next_values, traj.terminated, traj.done,
                    hp["gamma"], hp["gae_lambda"])
 
     def loss_fn(params, batch, hp):
         traj, advantages, targets = batch
-        dist, values = network.apply(params, traj.obs)
+        dist, value_out = network.apply(params, traj.obs)
         return ppo_loss(distributions.log_prob(dist, traj.action, discrete), distributions.entropy(dist, discrete),
-                        values, traj.extras["log_prob"], traj.extras["value"], advantages, targets, hp,
-                        config.clip_value, config.normalize_advantages)
+                        value_out, traj.extras["log_prob"], traj.extras["value"], advantages, targets, hp,
+                        value_head, config.clip_value, config.normalize_advantages)
 
     def update_minibatch(carry, batch):
         params, opt_state, hp, lr = carry
