@@ -7,7 +7,6 @@ collect_rollout -> compute_advantages -> update_epochs), `policy_state` and
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -23,7 +22,7 @@ from jaxrl.devices import NO_ENV_AXIS
 from jaxrl.losses import PPOHyperparameters, ValueHeadConfig, gae, ppo_loss
 from jaxrl.networks import ACTIVATIONS, ActorCritic, check_conv
 from jaxrl.optim import gradient_step, make_optimizer
-from jaxrl.rollout import collect_rollout, episode_metrics
+from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split, rollout_minibatches
 
 
 @dataclass(frozen=True)
@@ -75,13 +74,6 @@ class Config(PPOHyperparameters, ValueHeadConfig):
         return self.num_envs * self.num_steps
 
     @property
-    def minibatch_split(self) -> tuple[int, int]:
-        """(time splits, env groups) whose product is num_minibatches: time splits divide num_steps and,
-        as num_minibatches divides num_envs*num_steps, env groups divide num_envs."""
-        time_splits = math.gcd(self.num_minibatches, self.num_steps)
-        return time_splits, self.num_minibatches // time_splits
-
-    @property
     def num_updates(self) -> int:
         return self.total_timesteps // self.batch_size
 
@@ -128,7 +120,6 @@ def make_program(config: Config) -> loop.Program:
     env_params = base_env.default_params
     network, discrete = make_network(config, base_env, env_params)
     env = envs.make_vec_env(base_env, config.num_envs, normalize_obs=config.normalize_obs)
-    time_splits, env_groups = config.minibatch_split
     value_head = config.value_head_spec
 
     def init(key, hp):
@@ -165,21 +156,8 @@ def make_program(config: Config) -> loop.Program:
                                                  opt_state, batch, hp)
         return (params, opt_state, hp, lr), stats
 
-    def minibatches(x, order):
-        """[T, N, ...] -> [num_minibatches, N/env_groups * T/time_splits, ...]: each env's steps in its own
-        random order, split in time; envs in fixed strided groups. A minibatch so holds the same number
-        of steps from every block of envs, and a data-parallel run (envs sharded over devices, see
-        jaxrl.devices) forms exactly the minibatches of a one-device run."""
-        x = jax.vmap(lambda xe, o: xe[o], in_axes=(1, 0))(x, order)  # [N, T, ...]
-        n, t = config.num_envs // env_groups, config.num_steps // time_splits
-        x = x.reshape((n, env_groups, time_splits, t) + x.shape[2:])
-        x = jnp.moveaxis(x, (1, 2), (0, 1))
-        return x.reshape((config.num_minibatches, n * t) + x.shape[4:])
-
     def update_epoch(batch, carry, key):
-        order = jax.vmap(lambda k: jax.random.permutation(k, config.num_steps))(
-            jax.random.split(key, config.num_envs))
-        return jax.lax.scan(update_minibatch, carry, jax.tree.map(lambda x: minibatches(x, order), batch))
+        return jax.lax.scan(update_minibatch, carry, rollout_minibatches(key, batch, config.num_minibatches))
 
     def update(state: RunnerState):
         hp = state.hparams
@@ -203,6 +181,7 @@ def make_program(config: Config) -> loop.Program:
         return jax.tree.map(lambda _: NO_ENV_AXIS, state).replace(env_state=envs_first, obs=0)
 
     # Envs split over devices in blocks that keep the minibatches' env groups whole.
+    _, env_groups = minibatch_split(config.num_minibatches, config.num_steps)
     return Program(init, update, config.num_updates, config.batch_size, config.updates_per_chunk,
                    env_axes=env_axes, env_shards=config.num_envs // env_groups)
 
