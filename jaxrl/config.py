@@ -50,9 +50,15 @@ KINDS = ("static", "dynamic", "run")
 
 
 def fields_of(config_cls, kind: str | None = None) -> list[dataclasses.Field]:
-    """A config's fields of one kind, or all of them static first, then dynamic, then run (shared fields
-    declared in a base class keep that order)."""
-    fields = sorted(dataclasses.fields(config_cls), key=lambda f: KINDS.index(f.metadata["kind"]))
+    """A config's fields of one kind, or all of them static first, then dynamic, then run; within a kind,
+    the algorithm's own fields before those of the shared bases it mixes in (value head, exploration)."""
+    mro = config_cls.__mro__
+
+    def origin(f):  # position in the MRO of the first class (from the base) that declared the field
+        return min(i for i, k in enumerate(mro) if f.name in vars(k).get("__annotations__", {})
+                   and not any(f.name in vars(b).get("__annotations__", {}) for b in mro[i + 1:]))
+
+    fields = sorted(dataclasses.fields(config_cls), key=lambda f: (KINDS.index(f.metadata["kind"]), origin(f)))
     return [f for f in fields if kind is None or f.metadata["kind"] == kind]
 
 

@@ -30,6 +30,14 @@ from jaxrl.errors import JaxrlError
 
 NO_ENV_AXIS = -1  # a state leaf that is not per environment (Program.env_axes)
 
+
+def vec_env_axes(state: Any, env: Any, **fields: Any) -> Any:
+    """`Program.env_axes` of a runner state with an `env_state` of the vectorised `env` and `obs`
+    [num_envs, ...]: axis 0 for their per-env leaves, NO_ENV_AXIS elsewhere; `fields` name the axes of
+    other fields (a replay buffer's)."""
+    envs_first = jax.tree.map(lambda per_env: 0 if per_env else NO_ENV_AXIS, env.per_env_leaves(state.env_state))
+    return jax.tree.map(lambda _: NO_ENV_AXIS, state).replace(env_state=envs_first, obs=0, **fields)
+
 AXIS = "devices"
 
 # Environment variables read when the flags are not given (flags win).

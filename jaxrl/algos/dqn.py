@@ -28,7 +28,7 @@ from flax import struct
 from jaxrl import envs, replay
 from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
-from jaxrl.devices import NO_ENV_AXIS
+from jaxrl.devices import vec_env_axes
 from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_greedy
 from jaxrl.losses import ValueHead, ValueHeadConfig
 from jaxrl.networks import ACTIVATIONS, INITS, QNetwork, check_conv
@@ -246,11 +246,6 @@ def make_program(config: Config) -> Program:
         return RunnerState(params, target_params, opt_state, buffer, env_state, obs, key, state.update_idx + 1,
                            hp), metrics
 
-    def env_axes(state: RunnerState):
-        envs_first = jax.tree.map(lambda per_env: 0 if per_env else NO_ENV_AXIS, env.per_env_leaves(state.env_state))
-        return jax.tree.map(lambda _: NO_ENV_AXIS, state).replace(env_state=envs_first, obs=0,
-                                                                   buffer=replay.env_axes(state.buffer))
-
     def guarded(state: RunnerState):
         """The networks and the optimiser diverge; the buffer holds what the envs gave (possibly inf)."""
         learned = lambda tree: jax.tree.map(lambda _: True, tree)  # noqa: E731
@@ -259,7 +254,8 @@ def make_program(config: Config) -> Program:
                                                             opt_state=learned(state.opt_state))
 
     return Program(init, update, config.num_updates, config.steps_per_update, config.updates_per_chunk,
-                   env_axes=env_axes, env_shards=config.num_envs, guarded=guarded, log_every=config.log_every,
+                   env_axes=lambda state: vec_env_axes(state, env, buffer=replay.env_axes(state.buffer)),
+                   env_shards=config.num_envs, guarded=guarded, log_every=config.log_every,
                    sized_by={"buffer": "buffer_size"})
 
 

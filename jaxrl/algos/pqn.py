@@ -23,7 +23,7 @@ from flax import struct
 from jaxrl import envs, loop
 from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
-from jaxrl.devices import NO_ENV_AXIS
+from jaxrl.devices import vec_env_axes
 from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_greedy
 from jaxrl.losses import ValueHeadConfig, lambda_returns
 from jaxrl.networks import ACTIVATIONS, QNetwork, check_conv
@@ -201,14 +201,10 @@ def make_program(config: Config) -> loop.Program:
                                 state.num_updates, hp)
         return new_state, metrics
 
-    def env_axes(state: RunnerState):
-        envs_first = jax.tree.map(lambda per_env: 0 if per_env else NO_ENV_AXIS, env.per_env_leaves(state.env_state))
-        return jax.tree.map(lambda _: NO_ENV_AXIS, state).replace(env_state=envs_first, obs=0)
-
     # Envs split over devices in blocks that keep the minibatches' env groups whole.
     _, env_groups = minibatch_split(config.num_minibatches, config.num_steps)
     return Program(init, update, config.num_updates, config.batch_size, config.updates_per_chunk,
-                   env_axes=env_axes, env_shards=config.num_envs // env_groups)
+                   env_axes=lambda state: vec_env_axes(state, env), env_shards=config.num_envs // env_groups)
 
 
 def policy_state(state: RunnerState) -> dict:
