@@ -1,4 +1,4 @@
-"""The optimiser and the gradient step every algorithm takes on a minibatch."""
+"""The optimiser, the gradient step every algorithm takes on a minibatch, and epochs of minibatches over a rollout."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxrl.rollout import rollout_minibatches
 
 
 def make_optimizer(lr, max_grad_norm, eps=1e-5) -> optax.GradientTransformation:
@@ -27,3 +29,24 @@ def gradient_step(optimizer: optax.GradientTransformation, loss_fn: Callable[...
     updates, opt_state = optimizer.update(grads, opt_state, params)
     stats["grad_norm"] = optax.tree.norm(grads)
     return optax.apply_updates(params, updates), opt_state, stats
+
+
+def rollout_epochs(loss_fn: Callable[..., tuple[jax.Array, dict]], params: Any, opt_state: Any, batch: Any,
+                   key: jax.Array, epochs: int, num_minibatches: int, lr, max_grad_norm,
+                   *args) -> tuple[Any, Any, dict]:
+    """`epochs` passes over a rollout (`batch` leaves [T, N, ...]), each in `num_minibatches` minibatches
+    (`jaxrl.rollout.rollout_minibatches`) with one gradient step of `make_optimizer(lr, max_grad_norm)`
+    down `loss_fn(params, minibatch, *args)` on each (PPO, PQN). Returns (params, opt_state, stats averaged
+    over all the steps)."""
+    optimizer = make_optimizer(lr, max_grad_norm)
+
+    def minibatch_step(carry, minibatch):
+        params, opt_state = carry
+        params, opt_state, stats = gradient_step(optimizer, loss_fn, params, opt_state, minibatch, *args)
+        return (params, opt_state), stats
+
+    def epoch(carry, epoch_key):
+        return jax.lax.scan(minibatch_step, carry, rollout_minibatches(epoch_key, batch, num_minibatches))
+
+    (params, opt_state), stats = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, epochs))
+    return params, opt_state, {k: v.mean() for k, v in stats.items()}

@@ -8,7 +8,6 @@ collect_rollout -> compute_advantages -> update_epochs), `policy_state` and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import jax
@@ -21,8 +20,8 @@ from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, va
 from jaxrl.devices import vec_env_axes
 from jaxrl.losses import PPOHyperparameters, ValueHeadConfig, gae, ppo_loss
 from jaxrl.networks import ACTIVATIONS, ActorCritic, check_conv
-from jaxrl.optim import gradient_step, make_optimizer
-from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split, rollout_minibatches
+from jaxrl.optim import make_optimizer, rollout_epochs
+from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split
 
 
 @dataclass(frozen=True)
@@ -150,15 +149,6 @@ def make_program(config: Config) -> loop.Program:
                         value_out, traj.extras["log_prob"], traj.extras["value"], advantages, targets, hp,
                         value_head, config.clip_value, config.normalize_advantages)
 
-    def update_minibatch(carry, batch):
-        params, opt_state, hp, lr = carry
-        params, opt_state, stats = gradient_step(make_optimizer(lr, hp["max_grad_norm"]), loss_fn, params,
-                                                 opt_state, batch, hp)
-        return (params, opt_state, hp, lr), stats
-
-    def update_epoch(batch, carry, key):
-        return jax.lax.scan(update_minibatch, carry, rollout_minibatches(key, batch, config.num_minibatches))
-
     def update(state: RunnerState):
         hp = state.hparams
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
@@ -168,10 +158,10 @@ def make_program(config: Config) -> loop.Program:
         advantages, targets = compute_advantages(state.params, traj, hp)
         frac = 1.0 - state.update_idx / state.num_updates if config.anneal_lr else 1.0
         lr = hp["lr"] * frac
-        carry = (state.params, state.opt_state, hp, lr)
-        (params, opt_state, *_), stats = jax.lax.scan(
-            partial(update_epoch, (traj, advantages, targets)), carry, jax.random.split(epoch_key, config.update_epochs))
-        metrics = {k: v.mean() for k, v in stats.items()} | episode_metrics(traj) | {"lr": lr}
+        params, opt_state, stats = rollout_epochs(loss_fn, state.params, state.opt_state, (traj, advantages, targets),
+                                                  epoch_key, config.update_epochs, config.num_minibatches, lr,
+                                                  hp["max_grad_norm"], hp)
+        metrics = stats | episode_metrics(traj) | {"lr": lr}
         new_state = RunnerState(params, opt_state, env_state, obs, key, state.update_idx + 1,
                                 state.num_updates, hp)
         return new_state, metrics

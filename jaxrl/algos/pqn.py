@@ -13,7 +13,6 @@ policy used by `jaxrl eval`), and the `ALGORITHM` it declares.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import jax
@@ -27,8 +26,8 @@ from jaxrl.devices import vec_env_axes
 from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_greedy
 from jaxrl.losses import ValueHeadConfig, lambda_returns
 from jaxrl.networks import ACTIVATIONS, QNetwork, check_conv
-from jaxrl.optim import gradient_step, make_optimizer
-from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split, rollout_minibatches
+from jaxrl.optim import make_optimizer, rollout_epochs
+from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split
 
 
 @dataclass(frozen=True)
@@ -173,15 +172,6 @@ def make_program(config: Config) -> loop.Program:
             loss = head.cross_entropy(taken, target).mean()
         return loss, {"td_loss": loss, "q_mean": q.mean()}
 
-    def update_minibatch(carry, batch):
-        params, opt_state, hp, lr = carry
-        params, opt_state, stats = gradient_step(make_optimizer(lr, hp["max_grad_norm"]), loss_fn, params,
-                                                 opt_state, batch)
-        return (params, opt_state, hp, lr), stats
-
-    def update_epoch(batch, carry, key):
-        return jax.lax.scan(update_minibatch, carry, rollout_minibatches(key, batch, config.num_minibatches))
-
     def update(state: RunnerState):
         hp = state.hparams
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
@@ -192,11 +182,10 @@ def make_program(config: Config) -> loop.Program:
             config.unroll)
         targets = compute_targets(state.params, traj, hp)
         lr = hp["lr"] * (1.0 - progress) if config.anneal_lr else hp["lr"]
-        carry = (state.params, state.opt_state, hp, lr)
-        (params, opt_state, *_), stats = jax.lax.scan(
-            partial(update_epoch, (traj.obs, traj.action, targets)), carry,
-            jax.random.split(epoch_key, config.update_epochs))
-        metrics = {k: v.mean() for k, v in stats.items()} | episode_metrics(traj) | {"lr": lr, "epsilon": eps}
+        batch = (traj.obs, traj.action, targets)
+        params, opt_state, stats = rollout_epochs(loss_fn, state.params, state.opt_state, batch, epoch_key,
+                                                  config.update_epochs, config.num_minibatches, lr, hp["max_grad_norm"])
+        metrics = stats | episode_metrics(traj) | {"lr": lr, "epsilon": eps}
         new_state = RunnerState(params, opt_state, env_state, obs, key, state.update_idx + 1,
                                 state.num_updates, hp)
         return new_state, metrics
