@@ -107,7 +107,7 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int, gamma, n_step:
     does not bootstrap; a truncated one, or a cut, bootstraps from its own `next_obs`.
     """
     if buffer.priorities is None:
-        flat = jax.random.randint(key, (batch_size,), 0, buffer.filled * buffer.num_envs)  # one draw: RNG is costly
+        flat = jax.random.randint(key, (batch_size,), 0, buffer.filled * buffer.num_envs)  # uniform over filled (row, env) pairs
         row, env = flat // buffer.num_envs, flat % buffer.num_envs
         weight = jnp.ones(batch_size, jnp.float32)
     else:
