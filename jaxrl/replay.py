@@ -107,7 +107,8 @@ def sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int, gamma, n_step:
     does not bootstrap; a truncated one, or a cut, bootstraps from its own `next_obs`.
     """
     if buffer.priorities is None:
-        flat = jax.random.randint(key, (batch_size,), 0, buffer.filled * buffer.num_envs)  # uniform over filled (row, env) pairs
+        # Uniform over the filled (row, env) pairs, in one draw.
+        flat = jax.random.randint(key, (batch_size,), 0, buffer.filled * buffer.num_envs)
         row, env = flat // buffer.num_envs, flat % buffer.num_envs
         weight = jnp.ones(batch_size, jnp.float32)
     else:
