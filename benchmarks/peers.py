@@ -20,6 +20,10 @@ Rows:
   (g) PQN CartPole, purejaxql's config (purejaxql/config/alg/pqn_cartpole.yaml: 32 envs x 64 steps, 4 epochs
       x 16 minibatches, LayerNorm, Q(lambda), 5e5 steps), 1 seed; purejaxql's 20 greedy tests of 128
       episodes inside training are off (jaxrl's side runs none either)
+  (h) SAC Pendulum, Rejax's config (rejax configs/gymnax/pendulum.yaml: 1 env, a gradient step of 256 per env
+      step from 256 steps on, lr 0.01, Polyak 0.98, swish 64-64, observation normalisation, 1e4 steps), one
+      deterministic evaluation of 128 episodes after training on both sides. Rejax bootstraps no time limit
+      (Pendulum's episodes all end by one); jaxrl does
 
 Each pair runs the peer (its own code, through benchmarks/peer_runners/, in the peers' venv), then the
 `jaxrl` command (train or sweep, checkpoints at its default cadence, no persistent compilation cache:
@@ -98,10 +102,23 @@ PUREJAXQL_PQN = {
                   layer_norm=True, lr=1e-4, max_grad_norm=10.0, anneal_lr=True, reward_scale=0.1, gamma=0.99,
                   td_lambda=0.95, activation="relu"),
 }
+REJAX_SAC = {
+    # rejax's configs/gymnax/pendulum.yaml (sac); its other fields at Rejax's defaults: 64-64 hidden layers,
+    # log-std clipped to [-10, 2], no gradient clipping (max_grad_norm inf), target updated every step
+    "peer": dict(env="Pendulum-v1", agent_kwargs={"activation": "swish"}, num_envs=1, buffer_size=10_000,
+                 fill_buffer=256, batch_size=256, learning_rate=0.01, num_epochs=1, total_timesteps=10_000,
+                 gamma=0.99, polyak=0.98, target_entropy_ratio=None, normalize_observations=True),
+    # the same in jaxrl's fields (`jaxrl train --algo sac --help`): tau = 1 - polyak; swish is silu
+    "jaxrl": dict(num_envs=1, buffer_size=10_000, learning_starts=256, batch_size=256, lr=0.01, gradient_steps=1,
+                  total_timesteps=10_000, gamma=0.99, tau=0.02, activation="silu", hidden_sizes=[64, 64],
+                  normalize_obs=True, max_grad_norm=0.0),
+}
 # Row: (jaxrl algorithm, reference config, peer runner, peer checkout in .peers/)
 VALUE_BASED = {"f": ("dqn", PUREJAXRL_DQN, "purejaxrl_dqn.py", "purejaxrl"),
                "g": ("pqn", PUREJAXQL_PQN, "purejaxql_pqn.py", "purejaxql")}
-QUICK_STEPS = {"a": 20_480, "b": 20_480, "c": 8_192, "d": 5_000, "e": 5_000, "f": 20_000, "g": 20_480}
+# Row: (jaxrl algorithm, reference config, env): Rejax's off-policy algorithms, evaluated after training
+REJAX_OFF_POLICY = {"h": ("sac", REJAX_SAC, "gymnax:Pendulum-v1")}
+QUICK_STEPS = {"a": 20_480, "b": 20_480, "c": 8_192, "d": 5_000, "e": 5_000, "f": 20_000, "g": 20_480, "h": 2_000}
 
 
 @dataclass
@@ -120,6 +137,7 @@ ROWS = {
     "e": Row("e", "16-point lr sweep, Rejax's config: Rejax vmapped vs `jaxrl sweep`", "Rejax"),
     "f": Row("f", "DQN CartPole, PureJaxRL's config, 1 seed", "PureJaxRL"),
     "g": Row("g", "PQN CartPole, purejaxql's config, 1 seed", "purejaxql"),
+    "h": Row("h", "SAC Pendulum, Rejax's config, 1e4 steps, one final evaluation", "Rejax"),
 }
 
 
@@ -150,6 +168,12 @@ def commands(row: Row, quick: bool, work: Path) -> tuple[list[str], list[str], d
         peer = [RUNNERS / runner, "--repo", PEERS / repo, "--config", json.dumps({**reference["peer"], **peer_steps})]
         ours = [*jaxrl, "train", "--algo", algo, "--env", "gymnax:CartPole-v1", *set_args(config),
                 "--eval-episodes", "0"]
+    elif row.key in REJAX_OFF_POLICY:
+        algo, reference, env_id = REJAX_OFF_POLICY[row.key]
+        config = dict(reference["jaxrl"], **steps)
+        peer = [RUNNERS / "rejax_offpolicy.py", "--algo", algo, "--eval-episodes", "128",
+                "--config", json.dumps({**reference["peer"], "total_timesteps": config["total_timesteps"]})]
+        ours = [*jaxrl, "train", "--algo", algo, "--env", env_id, *set_args(config), "--eval-episodes", "128"]
     elif row.peer == "PureJaxRL":
         config = dict(PUREJAXRL_CARTPOLE, **steps)
         peer = [RUNNERS / "purejaxrl_ppo.py", "--repo", PEERS / "purejaxrl",
