@@ -219,7 +219,14 @@ class RecurrentConfig:
                                     "layers); memories reset at episode starts, sequences replayed whole")
     memory: str = static("gru", "the recurrent layer: gru, or s5 (a diagonal state-space layer applied by "
                                 "an associative scan with resets; Lu et al. 2023)", choices=MEMORIES)
-    memory_size: int = static(128, "GRU hidden units, or S5 complex state size (recurrent)", low=1)
+    memory_size: int = static(128, "GRU hidden units, or S5 complex state size per layer (recurrent)", low=1)
+    memory_layers: int = static(1, "stacked S5 layers, each added to its input through the activation (s5)", low=1)
+
+    def check_memory(self):
+        """ConfigError for memory fields that would be ignored."""
+        if self.memory_layers > 1 and self.memory != "s5":
+            raise ConfigError(f"memory_layers={self.memory_layers} stacks S5 layers; memory={self.memory} has one "
+                              f"layer (set memory=s5 or memory_layers=1)")
 
 
 def hippo_n_eigenvalues(size: int) -> np.ndarray:
@@ -290,6 +297,35 @@ class S5(nn.Module):
         return states[-1], y
 
 
+class S5Stack(nn.Module):
+    """S5 layers in sequence, each adding activation(its output) to its input (a residual stream): the state is
+    the layers' states side by side, [..., layers * 2 * size]. A stack of layers composes nonlinear functions of
+    the past that one linear recurrence cannot (Lu et al. stack four)."""
+
+    size: int
+    features: int
+    layers: int
+    activation: str
+
+    def setup(self):
+        self.cells = [S5(self.size, self.features) for _ in range(self.layers)]
+
+    def _apply(self, state, u, reset, sequence: bool):
+        act, states = ACTIVATIONS[self.activation], jnp.split(state, self.layers, -1)
+        for i, cell in enumerate(self.cells):
+            states[i], y = cell.sequence(states[i], u, reset) if sequence else cell(states[i], u, reset)
+            u = u + act(y)
+        return jnp.concatenate(states, -1), u
+
+    def __call__(self, state, u, reset):
+        """One step: state [..., layers * 2 * size], u [..., features], reset [...] -> (state, out [..., features])."""
+        return self._apply(state, u, reset, False)
+
+    def sequence(self, state, u, reset):
+        """All steps, layer by layer: u [T, ..., features], reset [T, ...] -> (last state, out [T, ..., features])."""
+        return self._apply(state, u, reset, True)
+
+
 class RecurrentActorCritic(nn.Module):
     """Actor and critic, each a dense embedding -> memory (GRU or S5) -> MLP head.
 
@@ -307,12 +343,14 @@ class RecurrentActorCritic(nn.Module):
     memory_size: int = 64
     value_outputs: int = 1
     memory: str = "gru"  # one of MEMORIES
+    memory_layers: int = 1  # S5 layers
 
     def setup(self):
         self.actor_embed = dense(self.hidden_sizes[0], np.sqrt(2))
         self.critic_embed = dense(self.hidden_sizes[0], np.sqrt(2))
         if self.memory == "s5":
-            self.actor_s5, self.critic_s5 = (S5(self.memory_size, self.hidden_sizes[0]) for _ in range(2))
+            self.actor_s5, self.critic_s5 = (S5Stack(self.memory_size, self.hidden_sizes[0], self.memory_layers,
+                                                     self.activation) for _ in range(2))
         else:  # Flax's GRU default orthogonal init calls LAPACK QR (see `orthogonal` above).
             self.actor_gru, self.critic_gru = (nn.GRUCell(self.memory_size, kernel_init=orthogonal(1.0),
                                                           recurrent_kernel_init=orthogonal(1.0)) for _ in range(2))
@@ -327,8 +365,7 @@ class RecurrentActorCritic(nn.Module):
     def _step(self, embed, cell, h, x, reset):
         u = ACTIVATIONS[self.activation](embed(x.astype(jnp.float32)))
         if self.memory == "s5":
-            h, y = cell(h, u, reset)
-            return h, ACTIVATIONS[self.activation](y)
+            return cell(h, u, reset)
         return cell(jnp.where(reset[..., None], 0.0, h), u)
 
     def _dist(self, h):
@@ -352,11 +389,8 @@ class RecurrentActorCritic(nn.Module):
 
     def s5_sequence(self, memory, obs, reset, critic_obs=None):
         """`replay_sequence` of an S5 network: every step of obs [T, ..., F] at once."""
-        act = ACTIVATIONS[self.activation]
-
         def torso(embed, cell, h, x):
-            h, y = cell.sequence(h, act(embed(x.astype(jnp.float32))), reset)
-            return h, act(y)
+            return cell.sequence(h, ACTIVATIONS[self.activation](embed(x.astype(jnp.float32))), reset)
 
         actor_cell, critic_cell = self._cells()
         h_actor, out = torso(self.actor_embed, actor_cell, memory[0], obs)
@@ -366,8 +400,8 @@ class RecurrentActorCritic(nn.Module):
 
 
 def memory_width(network: RecurrentActorCritic) -> int:
-    """Features of each of a recurrent network's two memory states (S5: real and imaginary parts)."""
-    return 2 * network.memory_size if network.memory == "s5" else network.memory_size
+    """Features of each of a recurrent network's two memory states (S5: real and imaginary parts per layer)."""
+    return 2 * network.memory_size * network.memory_layers if network.memory == "s5" else network.memory_size
 
 
 def zero_memory(network: RecurrentActorCritic, *lead: int) -> tuple[jax.Array, jax.Array]:

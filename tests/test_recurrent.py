@@ -34,17 +34,19 @@ def s5_layer():
 
 @functools.partial(jax.jit, static_argnums=0)
 def sequential_reference(layer, params, state, u, reset):
-    """A plain loop over x_t = Lambda_bar x_{t-1} + B_bar u_t with x = 0 at resets; y_t = Re(C x_t) + D u_t."""
+    """A loop over x_t = Lambda_bar x_{t-1} + B_bar u_t with x = 0 at resets; y_t = Re(C x_t) + D u_t."""
     lam_bar, b_bar = layer.apply(params, method=S5._discrete)
     p = params["params"]
     c, d = p["C"][0] + 1j * p["C"][1], p["D"]
-    x = state[:, :SIZE] + 1j * state[:, SIZE:]
-    ys = []
-    for t in range(u.shape[0]):
-        x = jnp.where(reset[t][:, None], 0.0, x)
-        x = lam_bar * x + u[t] @ b_bar.T
-        ys.append((x @ c.T).real + d * u[t])
-    return jnp.concatenate([x.real, x.imag], -1), jnp.stack(ys)
+
+    def step(x, inputs):
+        u_t, reset_t = inputs
+        x = jnp.where(reset_t[:, None], 0.0, x)
+        x = lam_bar * x + u_t @ b_bar.T
+        return x, (x @ c.T).real + d * u_t
+
+    x, ys = jax.lax.scan(step, state[:, :SIZE] + 1j * state[:, SIZE:], (u, reset))
+    return jnp.concatenate([x.real, x.imag], -1), ys
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -86,24 +88,27 @@ def test_s5_sequence_is_chunk_invariant(s5_layer, k):
     close(final_chunked, final)
 
 
-def test_recurrent_minibatches_must_hold_whole_env_sequences():
+def test_recurrent_config_errors_name_the_fields():
     with pytest.raises(ConfigError, match=r"recurrent minibatches hold whole env sequences: num_envs=6 is not "
                                           r"divisible by num_minibatches=4"):
         ppo.Config(recurrent=True, num_envs=6, num_minibatches=4)
+    with pytest.raises(ConfigError, match=r"memory_layers=2 stacks S5 layers; memory=gru has one layer"):
+        ppo.Config(recurrent=True, memory_layers=2)
 
 
-@pytest.fixture(scope="module", params=MEMORIES)
+@pytest.fixture(scope="module", params=[("gru", 1), ("s5", 2)], ids=["gru", "s5"])
 def first_update(request):
     """One update of recurrent PPO (one epoch, one minibatch: the rollout's own parameters) on MemoryChain,
-    whose 6-step episodes start inside the 16-step sequences; its loss also reports the largest
-    |log-prob replayed - log-prob of the rollout|."""
+    whose 6-step episodes start inside the 16-step sequences, with a GRU or a stack of two S5 layers; its loss
+    also reports the largest |log-prob replayed - log-prob of the rollout|."""
 
     def checked_loss(log_prob, entropy, value_out, old_log_prob, *args, **kwargs):
         loss, stats = loss_of_ppo(log_prob, entropy, value_out, old_log_prob, *args, **kwargs)
         return loss, stats | {"log_prob_error": jnp.abs(log_prob - old_log_prob).max()}
 
     loss_of_ppo = ppo.ppo_loss
-    config = ppo.Config(env="gymnax:MemoryChain-bsuite", recurrent=True, memory=request.param, memory_size=8,
+    config = ppo.Config(env="gymnax:MemoryChain-bsuite", recurrent=True, memory=request.param[0], memory_layers=request.param[1],
+                        memory_size=8,
                         hidden_sizes=(16, 16), num_envs=4, num_steps=16, update_epochs=1, num_minibatches=1,
                         total_timesteps=4 * 16)
     with pytest.MonkeyPatch.context() as patch:
@@ -119,7 +124,7 @@ def test_recurrent_ppo_replays_its_rollout_exactly(first_update):
     config, state, metrics = first_update
     assert metrics["episodes"] >= 4 * 2  # every sequence crosses an episode start
     assert metrics["log_prob_error"] < 1e-5, metrics["log_prob_error"]
-    width = 2 * config.memory_size if config.memory == "s5" else config.memory_size
+    width = 2 * config.memory_size * config.memory_layers if config.memory == "s5" else config.memory_size
     assert [m.shape for m in state.memory] == [(config.num_envs, width)] * 2
 
 

@@ -86,6 +86,7 @@ class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig):
     def __post_init__(self):
         validate_fields(self)
         self.value_head_spec  # raises ConfigError for an empty value range
+        self.check_memory()
         population = self.selfplay == "population"
         if population != (self.population_size > 1):
             raise ConfigError(f"population_size={self.population_size} needs selfplay=population with a size >= 2 "
@@ -182,7 +183,7 @@ def make_network(config: Config, env: envs.Environment, env_params):
     value_outputs = config.value_head_spec.outputs
     if config.recurrent:
         return RecurrentActorCritic(action_dim, discrete, config.hidden_sizes, config.activation,
-                                    config.memory_size, value_outputs, config.memory), discrete
+                                    config.memory_size, value_outputs, config.memory, config.memory_layers), discrete
     image_shape = ()
     if config.conv_channels:
         view = jax.eval_shape(lambda k: envs.AgentView(env).reset(k, env_params)[0], jax.random.PRNGKey(0))

@@ -62,6 +62,7 @@ class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig):
     def __post_init__(self):
         validate_fields(self)
         self.value_head_spec  # raises ConfigError for an empty value range
+        self.check_memory()
         batch = self.num_envs * self.num_steps
         if batch % self.num_minibatches:
             raise ConfigError(
@@ -129,7 +130,7 @@ def make_network(config: Config, env: envs.Environment, env_params) -> tuple[Act
     obs_shape = env.observation_space(env_params).shape
     if config.recurrent:
         return RecurrentActorCritic(action_dim, discrete, config.hidden_sizes, config.activation, config.memory_size,
-                                    config.value_head_spec.outputs, config.memory), discrete
+                                    config.value_head_spec.outputs, config.memory, config.memory_layers), discrete
     image_shape = check_conv(config.conv_channels, config.conv_kernel, obs_shape, config.env)
     return ActorCritic(action_dim, discrete, len(obs_shape), config.hidden_sizes, config.activation,
                        config.conv_channels, config.conv_kernel, image_shape,
