@@ -101,8 +101,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # value_max to about 1.1/(1-gamma).
     "gymnax:CartPole": dict(value_min=-10.0, value_max=110.0),
     # bsuite's MemoryChain (memory length 5): the context bit is shown at the start, asked for 5 steps later.
-    # Both memories reach return 1.0 over 4 seeds in 16k steps (compile ~25 s, run ~6 s on 2 CPU cores);
-    # feed-forward PPO cannot do better than chance (return ~0), recurrent=false shows it.
+    # GRU and S5 both evaluate at return 1.0 (4 seeds x 100 episodes; training return 0.997) after these 32k
+    # steps, run ~13 s on 2 shared CPU cores after a 5-35 s compile; feed-forward PPO stays at chance
+    # (eval -0.045, training 0.005) with recurrent=false.
     "gymnax:MemoryChain": dict(recurrent=True, memory_size=32, num_envs=16, num_steps=64, total_timesteps=32_768),
 }
 
