@@ -155,12 +155,12 @@ def make_program(config: Config) -> loop.Program:
     def init(key, hp):
         key, net_key, env_key = jax.random.split(key, 3)
         obs, env_state = env.reset(env_key, env_params)
-        memory = zero_memory(network, config.num_envs) if recurrent else None
         if recurrent:
+            memory = zero_memory(network, config.num_envs)
             params = network.init(net_key, jax.tree.map(lambda m: m[:1], memory), flatten_obs(obs[:1], obs_ndim),
                                   jnp.zeros(1, bool))
         else:
-            params = network.init(net_key, obs)
+            memory, params = None, network.init(net_key, obs)
         opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
         return RunnerState(params, opt_state, env_state, obs, memory, key, jnp.int32(0),
@@ -222,8 +222,8 @@ def make_program(config: Config) -> loop.Program:
                                 state.num_updates, hp)
         return new_state, metrics
 
-    # Envs split over devices in blocks that keep the minibatches' env groups whole (recurrent: the
-    # minibatches draw sequences from all envs, whose order a device split would not keep).
+    # Envs split over devices in blocks that keep the minibatches' env groups whole (recurrent: minibatches
+    # draw whole sequences from all envs at random, so a run's envs stay on one device).
     _, env_groups = minibatch_split(config.num_minibatches, config.num_steps)
     env_axes = lambda state: vec_env_axes(state, env, memory=0 if recurrent else None)
     return Program(init, update, config.num_updates, config.batch_size, config.updates_per_chunk,
