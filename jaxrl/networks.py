@@ -231,7 +231,8 @@ class RecurrentConfig:
 
 def hippo_n_eigenvalues(size: int) -> np.ndarray:
     """Eigenvalues of the normal part of the HiPPO-LegS matrix (S5's "HiPPO-N" init; Smith et al. 2023, 4.2):
-    real parts -1/2, imaginary parts spread over [-size, size]. Computed on the host, once."""
+    real parts -1/2, imaginary parts in +- pairs growing with the index (to about +-size^2/3). Computed on the
+    host, once; all `size` of them are used (S5 keeps one of each conjugate pair)."""
     p = np.sqrt(1 + 2 * np.arange(size))
     legs = -(np.tril(p[:, None] * p[None, :]) - np.diag(np.arange(size)))
     normal = legs + np.sqrt(np.arange(size) + 0.5)[:, None] * np.sqrt(np.arange(size) + 0.5)[None, :]
@@ -265,7 +266,7 @@ class S5(nn.Module):
         self.d = self.param("D", nn.initializers.normal(1.0), (self.features,))
 
     def _discrete(self):
-        """(Lambda_bar [size], B_bar [size, features]): zero-order hold at step exp(log_step), in [1e-3, 1e-1]
+        """(Lambda_bar [size], B_bar [size, features]): zero-order hold at step 1e-3 * exp(log_step), 1e-3 to 0.1
         at init."""
         lam = -jnp.exp(self.log_neg_real) + 1j * self.imag
         lam_bar = jnp.exp(lam * jnp.exp(self.log_step + np.log(1e-3)))

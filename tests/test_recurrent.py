@@ -114,8 +114,8 @@ def first_update(request):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ppo, "ppo_loss", checked_loss)
         program = ppo.make_program(config)
-        state = program.init(jax.random.PRNGKey(0), hparams(config))
-        state, metrics = jax.jit(program.update)(state)
+        state, metrics = jax.jit(lambda key: program.update(program.init(key, hparams(config))))(
+            jax.random.PRNGKey(0))
     return config, state, jax.device_get(metrics)
 
 
