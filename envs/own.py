@@ -8,7 +8,8 @@ shows in seconds (see tests/test_learning.py):
 - `probe-action`: one step, observation ±1, reward 1 when action == (obs > 0).
 - `probe-continuous`: one step, observation x in [-1, 1], reward -(a - x)^2.
 
-Two-player zero-sum games (`tictactoe`, `connect4`, `sumo`) live in `games`.
+Two-player zero-sum games (`tictactoe`, `connect4`, `sumo`) live in `games`; memory tasks
+(`repeat-first`, `count-recall`) in `memory`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from flax import struct
 
 from jaxrl.envs.core import Environment
 from jaxrl.envs.games import ConnectFour, Sumo, TicTacToe
+from jaxrl.envs.memory import CountRecall, RepeatFirst
 from jaxrl.envs.spaces import Box, Discrete
 
 
@@ -103,6 +105,8 @@ _ENVS = {
     "tictactoe": TicTacToe,
     "connect4": ConnectFour,
     "sumo": Sumo,
+    "repeat-first": RepeatFirst,
+    "count-recall": CountRecall,
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import flax.linen as nn
@@ -9,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.config import ConfigError
+from jaxrl.config import ConfigError, static
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
 
@@ -207,39 +208,166 @@ class ActorCritic(nn.Module):
         return self.critic(self._flat(obs) if critic_obs is None else critic_obs.astype(jnp.float32))
 
 
-class RecurrentActorCritic(nn.Module):
-    """Actor and critic, each a dense embedding -> GRU -> MLP head, stepped one time step at a time.
+MEMORIES = ("gru", "s5")
 
-    `memory` is the pair of hidden states (actor, critic), leaves [..., gru_size]. Where
+
+@dataclass(frozen=True)
+class RecurrentConfig:
+    """The static fields choosing a recurrent policy and its memory (PPO and multi-agent PPO)."""
+
+    recurrent: bool = static(False, "recurrent actor and critic (embedding, memory, then the remaining hidden "
+                                    "layers); memories reset at episode starts, sequences replayed whole")
+    memory: str = static("gru", "the recurrent layer: gru, or s5 (a diagonal state-space layer applied by "
+                                "an associative scan with resets; Lu et al. 2023)", choices=MEMORIES)
+    memory_size: int = static(128, "GRU hidden units, or S5 complex state size per layer (recurrent)", low=1)
+    memory_layers: int = static(1, "stacked S5 layers, each added to its input through the activation (s5)", low=1)
+
+    def check_memory(self):
+        """ConfigError for memory fields that would be ignored."""
+        if self.memory_layers > 1 and self.memory != "s5":
+            raise ConfigError(f"memory_layers={self.memory_layers} stacks S5 layers; memory={self.memory} has one "
+                              f"layer (set memory=s5 or memory_layers=1)")
+
+
+def hippo_n_eigenvalues(size: int) -> np.ndarray:
+    """Eigenvalues of the normal part of the HiPPO-LegS matrix (S5's "HiPPO-N" init; Smith et al. 2023, 4.2):
+    real parts -1/2, imaginary parts in +- pairs growing with the index (to about +-size^2/3). Computed on the
+    host, once; all `size` of them are used (S5 keeps one of each conjugate pair)."""
+    p = np.sqrt(1 + 2 * np.arange(size))
+    legs = -(np.tril(p[:, None] * p[None, :]) - np.diag(np.arange(size)))
+    normal = legs + np.sqrt(np.arange(size) + 0.5)[:, None] * np.sqrt(np.arange(size) + 0.5)[None, :]
+    return -0.5 + 1j * np.linalg.eigvalsh(-1j * normal)
+
+
+def s5_scan_operator(earlier, later):
+    """The associative operator of a linear recurrence x_t = a_t x_{t-1} + b_t whose state is zeroed where
+    `reset` (Lu et al. 2023, eq. 4): elements (a, b, reset), `later` applied after `earlier`."""
+    a_i, b_i, reset_i = earlier
+    a_j, b_j, reset_j = later
+    return (jnp.where(reset_j, a_j, a_j * a_i), jnp.where(reset_j, b_j, a_j * b_i + b_j), reset_i | reset_j)
+
+
+class S5(nn.Module):
+    """One S5 layer (Smith et al. 2023) with resets: a diagonal complex state x [..., size] driven by u
+    [..., features], y = Re(C x) + D u. Lambda starts at the HiPPO-N eigenvalues, B and C are drawn directly in
+    that eigenbasis (S5's diagonal variant), discretised by zero-order hold with a learned log step per state.
+    The state travels as float32 [..., 2 * size] (real parts, then imaginary), like any other memory."""
+
+    size: int
+    features: int
+
+    def setup(self):
+        eigenvalues = hippo_n_eigenvalues(self.size)
+        self.log_neg_real = self.param("log_neg_real", lambda k: jnp.log(-jnp.asarray(eigenvalues.real, jnp.float32)))
+        self.imag = self.param("imag", lambda k: jnp.asarray(eigenvalues.imag, jnp.float32))
+        self.log_step = self.param("log_step", nn.initializers.uniform(np.log(1e2)), (self.size,))
+        self.b = self.param("B", nn.initializers.normal(np.sqrt(0.5 / self.features)), (2, self.size, self.features))
+        self.c = self.param("C", nn.initializers.normal(np.sqrt(0.5 / self.size)), (2, self.features, self.size))
+        self.d = self.param("D", nn.initializers.normal(1.0), (self.features,))
+
+    def _discrete(self):
+        """(Lambda_bar [size], B_bar [size, features]): zero-order hold at step 1e-3 * exp(log_step), 1e-3 to 0.1
+        at init."""
+        lam = -jnp.exp(self.log_neg_real) + 1j * self.imag
+        lam_bar = jnp.exp(lam * jnp.exp(self.log_step + np.log(1e-3)))
+        return lam_bar, ((lam_bar - 1) / lam)[:, None] * (self.b[0] + 1j * self.b[1])
+
+    def _complex(self, state):
+        return state[..., :self.size] + 1j * state[..., self.size:]
+
+    def _output(self, x, u):
+        state = jnp.concatenate([x.real, x.imag], -1)
+        return state, (x @ (self.c[0] + 1j * self.c[1]).T).real + self.d * u
+
+    def __call__(self, state, u, reset):
+        """One step: state [..., 2 * size], u [..., features], reset [...] -> (state, y [..., features])."""
+        lam_bar, b_bar = self._discrete()
+        x = jnp.where(reset[..., None], 0.0, self._complex(state))
+        return self._output(lam_bar * x + u @ b_bar.T, u)
+
+    def sequence(self, state, u, reset):
+        """All steps at once by an associative scan: state [..., 2 * size] before the first step, u [T, ...,
+        features], reset [T, ...] -> (state after the last step, y [T, ..., features])."""
+        lam_bar, b_bar = self._discrete()
+        first = self._complex(state)[None]
+        a = jnp.concatenate([jnp.ones_like(first), jnp.broadcast_to(lam_bar, u.shape[:-1] + (self.size,))])
+        b = jnp.concatenate([first, u @ b_bar.T])
+        resets = jnp.concatenate([jnp.zeros_like(reset[:1]), reset])[..., None]
+        x = jax.lax.associative_scan(s5_scan_operator, (a, b, resets))[1][1:]
+        states, y = self._output(x, u)
+        return states[-1], y
+
+
+class S5Stack(nn.Module):
+    """S5 layers in sequence, each adding activation(its output) to its input (a residual stream): the state is
+    the layers' states side by side, [..., layers * 2 * size]. A stack of layers composes nonlinear functions of
+    the past that one linear recurrence cannot (Lu et al. stack four)."""
+
+    size: int
+    features: int
+    layers: int
+    activation: str
+
+    def setup(self):
+        self.cells = [S5(self.size, self.features) for _ in range(self.layers)]
+
+    def _apply(self, state, u, reset, sequence: bool):
+        act, states = ACTIVATIONS[self.activation], jnp.split(state, self.layers, -1)
+        for i, cell in enumerate(self.cells):
+            states[i], y = cell.sequence(states[i], u, reset) if sequence else cell(states[i], u, reset)
+            u = u + act(y)
+        return jnp.concatenate(states, -1), u
+
+    def __call__(self, state, u, reset):
+        """One step: state [..., layers * 2 * size], u [..., features], reset [...] -> (state, out [..., features])."""
+        return self._apply(state, u, reset, False)
+
+    def sequence(self, state, u, reset):
+        """All steps, layer by layer: u [T, ..., features], reset [T, ...] -> (last state, out [T, ..., features])."""
+        return self._apply(state, u, reset, True)
+
+
+class RecurrentActorCritic(nn.Module):
+    """Actor and critic, each a dense embedding -> memory (GRU or S5) -> MLP head.
+
+    `memory` is the pair of states (actor, critic), leaves [..., memory_width(network)]. Where
     `reset` is true (the step starts an episode) both are zeroed before the step, so a
     sequence replayed from its first memory with the rollout's resets reproduces the
-    rollout exactly. `critic_obs` feeds the critic instead of `obs` (MAPPO). The critic's
-    `value_outputs` are decoded like ActorCritic's.
+    rollout exactly (`replay_sequence`). `critic_obs` feeds the critic instead of `obs` (MAPPO).
+    The critic's `value_outputs` are decoded like ActorCritic's.
     """
 
     action_dim: int
     discrete: bool
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
-    gru_size: int = 64
+    memory_size: int = 64
     value_outputs: int = 1
+    memory: str = "gru"  # one of MEMORIES
+    memory_layers: int = 1  # S5 layers
 
     def setup(self):
-        def torso():
-            # Flax's GRU default orthogonal init calls LAPACK QR (see `orthogonal` above).
-            return (dense(self.hidden_sizes[0], np.sqrt(2)),
-                    nn.GRUCell(self.gru_size, kernel_init=orthogonal(1.0), recurrent_kernel_init=orthogonal(1.0)))
-
-        self.actor_embed, self.actor_gru = torso()
-        self.critic_embed, self.critic_gru = torso()
+        self.actor_embed = dense(self.hidden_sizes[0], np.sqrt(2))
+        self.critic_embed = dense(self.hidden_sizes[0], np.sqrt(2))
+        if self.memory == "s5":
+            self.actor_s5, self.critic_s5 = (S5Stack(self.memory_size, self.hidden_sizes[0], self.memory_layers,
+                                                     self.activation) for _ in range(2))
+        else:  # Flax's GRU default orthogonal init calls LAPACK QR (see `orthogonal` above).
+            self.actor_gru, self.critic_gru = (nn.GRUCell(self.memory_size, kernel_init=orthogonal(1.0),
+                                                          recurrent_kernel_init=orthogonal(1.0)) for _ in range(2))
         self.actor = MLP(self.hidden_sizes[1:], self.action_dim, self.activation, 0.01)
         self.critic = MLP(self.hidden_sizes[1:], self.value_outputs, self.activation, 1.0)
         if not self.discrete:
             self.log_std = self.param("log_std", nn.initializers.zeros, (self.action_dim,))
 
-    def _step(self, embed, gru, h, x, reset):
-        h = jnp.where(reset[..., None], 0.0, h)
-        return gru(h, ACTIVATIONS[self.activation](embed(x.astype(jnp.float32))))
+    def _cells(self):
+        return (self.actor_s5, self.critic_s5) if self.memory == "s5" else (self.actor_gru, self.critic_gru)
+
+    def _step(self, embed, cell, h, x, reset):
+        u = ACTIVATIONS[self.activation](embed(x.astype(jnp.float32)))
+        if self.memory == "s5":
+            return cell(h, u, reset)
+        return cell(jnp.where(reset[..., None], 0.0, h), u)
 
     def _dist(self, h):
         head = self.actor(h)
@@ -248,13 +376,51 @@ class RecurrentActorCritic(nn.Module):
     def __call__(self, memory, obs, reset, critic_obs=None):
         """One step: (memory, obs [..., F], reset [...]) -> (memory, dist, critic outputs [..., value_outputs])."""
         h_actor, h_critic = memory
-        h_actor, out = self._step(self.actor_embed, self.actor_gru, h_actor, obs, reset)
+        actor_cell, critic_cell = self._cells()
+        h_actor, out = self._step(self.actor_embed, actor_cell, h_actor, obs, reset)
         critic_in = obs if critic_obs is None else critic_obs
-        h_critic, critic_out = self._step(self.critic_embed, self.critic_gru, h_critic, critic_in, reset)
+        h_critic, critic_out = self._step(self.critic_embed, critic_cell, h_critic, critic_in, reset)
         return (h_actor, h_critic), self._dist(out), self.critic(critic_out)
 
     def policy(self, memory, obs, reset):
         """The actor alone: (memory, obs, reset) -> (memory with the critic's untouched, dist)."""
         h_actor, h_critic = memory
-        h_actor, out = self._step(self.actor_embed, self.actor_gru, h_actor, obs, reset)
+        h_actor, out = self._step(self.actor_embed, self._cells()[0], h_actor, obs, reset)
         return (h_actor, h_critic), self._dist(out)
+
+    def s5_sequence(self, memory, obs, reset, critic_obs=None):
+        """`replay_sequence` of an S5 network: every step of obs [T, ..., F] at once."""
+        def torso(embed, cell, h, x):
+            return cell.sequence(h, ACTIVATIONS[self.activation](embed(x.astype(jnp.float32))), reset)
+
+        actor_cell, critic_cell = self._cells()
+        h_actor, out = torso(self.actor_embed, actor_cell, memory[0], obs)
+        critic_in = obs if critic_obs is None else critic_obs
+        h_critic, critic_out = torso(self.critic_embed, critic_cell, memory[1], critic_in)
+        return (h_actor, h_critic), self._dist(out), self.critic(critic_out)
+
+
+def memory_width(network: RecurrentActorCritic) -> int:
+    """Features of each of a recurrent network's two memory states (S5: real and imaginary parts per layer)."""
+    return 2 * network.memory_size * network.memory_layers if network.memory == "s5" else network.memory_size
+
+
+def zero_memory(network: RecurrentActorCritic, *lead: int) -> tuple[jax.Array, jax.Array]:
+    """The (actor, critic) memory of a fresh episode, leaves [*lead, memory_width]."""
+    return (jnp.zeros(lead + (memory_width(network),)),) * 2
+
+
+def replay_sequence(network: RecurrentActorCritic, params, memory, obs, reset, critic_obs=None):
+    """Sequences replayed from their first memory, as the loss sees them: memory leaves [S, ...], obs
+    [T, S, F], reset [T, S] (the step starts an episode) -> (memory after the last step, dist [T, S, ...],
+    critic outputs [T, S, value_outputs]). A GRU steps through them as the rollout did; S5 takes every step
+    at once (its associative scan)."""
+    if network.memory == "s5":
+        return network.apply(params, memory, obs, reset, critic_obs, method=RecurrentActorCritic.s5_sequence)
+
+    def step(memory, inputs):
+        memory, dist, value_out = network.apply(params, memory, *inputs)
+        return memory, (dist, value_out)
+
+    memory, (dist, value_out) = jax.lax.scan(step, memory, (obs, reset, critic_obs))
+    return memory, dist, value_out

@@ -33,11 +33,12 @@ def gradient_step(optimizer: optax.GradientTransformation, loss_fn: Callable[...
 
 def rollout_epochs(loss_fn: Callable[..., tuple[jax.Array, dict]], params: Any, opt_state: Any, batch: Any,
                    key: jax.Array, epochs: int, num_minibatches: int, lr, max_grad_norm,
-                   *args) -> tuple[Any, Any, dict]:
+                   *args, minibatches: Callable = rollout_minibatches) -> tuple[Any, Any, dict]:
     """`epochs` passes over a rollout (`batch` leaves [T, N, ...]), each in `num_minibatches` minibatches
-    (`jaxrl.rollout.rollout_minibatches`) with one gradient step of `make_optimizer(lr, max_grad_norm)`
-    down `loss_fn(params, minibatch, *args)` on each (PPO, PQN). Returns (params, opt_state, stats averaged
-    over all the steps)."""
+    (`minibatches(key, batch, num_minibatches)`: by default `jaxrl.rollout.rollout_minibatches`; whole sequences
+    for a recurrent policy) with one gradient step of `make_optimizer(lr, max_grad_norm)` down
+    `loss_fn(params, minibatch, *args)` on each (PPO, PQN). Returns (params, opt_state, stats averaged over all
+    the steps)."""
     optimizer = make_optimizer(lr, max_grad_norm)
 
     def minibatch_step(carry, minibatch):
@@ -46,7 +47,7 @@ def rollout_epochs(loss_fn: Callable[..., tuple[jax.Array, dict]], params: Any, 
         return (params, opt_state), stats
 
     def epoch(carry, epoch_key):
-        return jax.lax.scan(minibatch_step, carry, rollout_minibatches(epoch_key, batch, num_minibatches))
+        return jax.lax.scan(minibatch_step, carry, minibatches(epoch_key, batch, num_minibatches))
 
     (params, opt_state), stats = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, epochs))
     return params, opt_state, {k: v.mean() for k, v in stats.items()}

@@ -105,6 +105,21 @@ def rollout_minibatches(key: jax.Array, batch: Any, num_minibatches: int) -> Any
     return jax.tree.map(split, batch)
 
 
+def sequence_minibatches(key: jax.Array, steps: Any, first_memory: Any, num_minibatches: int) -> tuple[Any, Any]:
+    """Whole sequences in random order, for recurrent policies: steps leaves [T, S, ...] and the memory
+    before each sequence's first step, leaves [S, ...] -> ([M, T, S/M, ...], [M, S/M, ...])."""
+    order = jax.random.permutation(key, jax.tree.leaves(first_memory)[0].shape[0])
+    steps = jax.tree.map(
+        lambda x: jnp.moveaxis(x[:, order].reshape((x.shape[0], num_minibatches, -1) + x.shape[2:]), 1, 0), steps)
+    return steps, jax.tree.map(lambda m: m[order].reshape((num_minibatches, -1) + m.shape[1:]), first_memory)
+
+
+def episode_starts(done: jax.Array) -> jax.Array:
+    """done [T, ...] -> [T, ...]: the steps that start an episode within a rollout (the previous one ended),
+    where a replayed memory is zeroed as the rollout zeroed it."""
+    return jnp.concatenate([jnp.zeros_like(done[:1]), done[:-1]])
+
+
 def reset_memory(memory: Any, done: jax.Array) -> Any:
     """Zero the memory (leaves [*done.shape, ...]) of every env or agent that is done."""
     return jax.tree.map(lambda m: jnp.where(done.reshape(done.shape + (1,) * (m.ndim - done.ndim)), 0, m), memory)

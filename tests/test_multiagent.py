@@ -336,7 +336,7 @@ def test_recurrent_ippo_replays_its_rollout_exactly_and_evaluates():
     """PPO on GRU policies replays each rollout from its first hidden state with the resets at
     episode starts; a minibatch taken before any update then has the rollout's own log-probs
     (ratio 1). With the resets left out, approx_kl here is 3e-4 to 4e-3."""
-    config = api.resolve_config("ippo", None, {"recurrent": True, "gru_size": 32, "num_envs": 8, "num_steps": 64,
+    config = api.resolve_config("ippo", None, {"recurrent": True, "memory_size": 32, "num_envs": 8, "num_steps": 64,
                                                "update_epochs": 1, "num_minibatches": 1, "lr": 0.03,
                                                "anneal_lr": False, "total_timesteps": 8 * 64 * 4})
     result = api.train(config, record=False, progress=False, eval_episodes=2)

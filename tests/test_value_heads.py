@@ -91,7 +91,7 @@ def test_ippo_critics_output_one_logit_per_bin(recurrent):
 
     config = api.resolve_config("mappo", overrides=dict(
         env="jaxmarl:MPE_simple_spread_v3", num_envs=4, num_steps=8, num_minibatches=2, update_epochs=1,
-        total_timesteps=32, recurrent=recurrent, gru_size=8, value_head="two_hot", value_bins=11))
+        total_timesteps=32, recurrent=recurrent, memory_size=8, value_head="two_hot", value_bins=11))
     program = ippo.make_program(config)
     state, metrics = jax.eval_shape(lambda key: program.update(program.init(key, hparams(config))),
                                     jax.random.PRNGKey(0))

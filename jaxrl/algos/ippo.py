@@ -31,13 +31,14 @@ from jaxrl.algos.base import Algorithm, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.league import selfplay
 from jaxrl.losses import PPOHyperparameters, ValueHeadConfig, gae, ppo_loss
-from jaxrl.networks import ACTIVATIONS, ActorCritic, RecurrentActorCritic, check_conv
+from jaxrl.networks import (ACTIVATIONS, ActorCritic, RecurrentActorCritic, RecurrentConfig, check_conv,
+                            replay_sequence, zero_memory)
 from jaxrl.optim import gradient_step, make_optimizer
-from jaxrl.rollout import RecurrentPolicy, collect_rollout
+from jaxrl.rollout import RecurrentPolicy, collect_rollout, episode_starts, sequence_minibatches
 
 
 @dataclass(frozen=True)
-class Config(PPOHyperparameters, ValueHeadConfig):
+class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig):
     # static: shapes and program structure. Defaults: JaxMARL's IPPO baseline on MPE.
     env: str = static("jaxmarl:MPE_simple_spread_v3", "multi-agent environment id (see `jaxrl envs`)")
     num_envs: int = static(16, "parallel environments per seed", low=1)
@@ -51,9 +52,6 @@ class Config(PPOHyperparameters, ValueHeadConfig):
                                                 "agent's image observation [H, W, C] (empty: none; feed-forward "
                                                 "only)", low=1)
     conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
-    recurrent: bool = static(False, "GRU actor and critic (embedding, GRU, then the remaining hidden layers); "
-                                    "hidden states reset at episode starts; selfplay=off")
-    gru_size: int = static(128, "GRU hidden units (recurrent)", low=1)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
     clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps; scalar "
                                     "value_head only)")
@@ -88,6 +86,7 @@ class Config(PPOHyperparameters, ValueHeadConfig):
     def __post_init__(self):
         validate_fields(self)
         self.value_head_spec  # raises ConfigError for an empty value range
+        self.check_memory()
         population = self.selfplay == "population"
         if population != (self.population_size > 1):
             raise ConfigError(f"population_size={self.population_size} needs selfplay=population with a size >= 2 "
@@ -166,7 +165,7 @@ class RunnerState:
     opt_state: Any  # [P, ...]
     env_state: Any
     obs: dict  # AgentView observations, leaves [num_envs, num_agents, ...]
-    memory: Any  # recurrent: (actor, critic) GRU hidden states [num_envs, num_agents, gru_size]; else None
+    memory: Any  # recurrent: (actor, critic) memories [num_envs, num_agents, memory_width]; else None
     key: jax.Array
     update_idx: jax.Array
     num_updates: jax.Array
@@ -184,7 +183,7 @@ def make_network(config: Config, env: envs.Environment, env_params):
     value_outputs = config.value_head_spec.outputs
     if config.recurrent:
         return RecurrentActorCritic(action_dim, discrete, config.hidden_sizes, config.activation,
-                                    config.gru_size, value_outputs), discrete
+                                    config.memory_size, value_outputs, config.memory, config.memory_layers), discrete
     image_shape = ()
     if config.conv_channels:
         view = jax.eval_shape(lambda k: envs.AgentView(env).reset(k, env_params)[0], jax.random.PRNGKey(0))
@@ -305,7 +304,7 @@ def make_program(config: Config) -> loop.Program:
         return masked(jax.tree.map(merge, dist), view, discrete), value_head.value(merge(value_out))
 
     def recurrent_forward(params, memory, view, reset):
-        """`forward` of GRU policies: memory leaves [N, A, H], reset [N, A] -> (memory, dist, value)."""
+        """`forward` of recurrent policies: memory leaves [N, A, W], reset [N, A] -> (memory, dist, value)."""
         x, c = jax.tree.map(lambda a: split(a, P), (actor_input(view), critic_input(view)))
         memory, dist, value_out = per_block(network.apply)(params, jax.tree.map(lambda m: split(m, P), memory), x,
                                                            split(reset, P), c)
@@ -324,7 +323,7 @@ def make_program(config: Config) -> loop.Program:
         x, c = jax.tree.map(lambda a: a[:1], (actor_input(view), critic_input(view)))
         memory = None
         if recurrent:
-            memory = (jnp.zeros((N, num_agents, config.gru_size)),) * 2
+            memory = zero_memory(network, N, num_agents)
             init_args = (jax.tree.map(lambda m: m[:1], memory), x, jnp.zeros(x.shape[:-1], bool), c)
         else:
             init_args = (x, c)
@@ -368,7 +367,7 @@ def make_program(config: Config) -> loop.Program:
         return act_recurrent if recurrent else act
 
     def compute_advantages(params, traj, hp):
-        if recurrent:  # V(next obs) one GRU step on from the memory after each step
+        if recurrent:  # V(next obs) one recurrent step on from the memory after each step
             next_values = jax.vmap(lambda m, v: recurrent_forward(params, m, v, jnp.zeros(v["obs"].shape[:2], bool))[2])(
                 traj.extras["memory"], traj.next_obs)
         else:  # the critic alone: its input flattened like the actor's, or the world state
@@ -386,12 +385,7 @@ def make_program(config: Config) -> loop.Program:
         memory."""
         if not recurrent:
             return network.apply(params, batch["x"], batch["c"])
-
-        def step(memory, inputs):
-            memory, dist, value_out = network.apply(params, memory, *inputs)
-            return memory, (dist, value_out)
-
-        return jax.lax.scan(step, batch["memory"], (batch["x"], batch["reset"], batch["c"]))[1]
+        return replay_sequence(network, params, batch["memory"], batch["x"], batch["reset"], batch["c"])[1:]
 
     def loss_fn(params, batch, hp):
         dist, value_out = apply_batch(params, batch)
@@ -416,11 +410,9 @@ def make_program(config: Config) -> loop.Program:
             if not recurrent:  # shuffled samples
                 order = jax.random.permutation(key, samples)
                 return jax.tree.map(lambda x: x[order].reshape((M, -1) + x.shape[1:]), batch)
-            order = jax.random.permutation(key, sequences)  # whole sequences: [T, S, ...] -> [M, T, S/M, ...]
-            steps = {k: v for k, v in batch.items() if k != "memory"}
-            steps = jax.tree.map(lambda x: jnp.moveaxis(x[:, order].reshape((x.shape[0], M, -1) + x.shape[2:]), 1, 0),
-                                 steps)
-            return steps | {"memory": jax.tree.map(lambda m: m[order].reshape((M, -1) + m.shape[1:]), batch["memory"])}
+            steps, memory = sequence_minibatches(key, {k: v for k, v in batch.items() if k != "memory"},
+                                                 batch["memory"], M)
+            return steps | {"memory": memory}
 
         def epoch(carry, epoch_key):
             return jax.lax.scan(update_minibatch, carry, minibatches(epoch_key))
@@ -466,7 +458,7 @@ def make_program(config: Config) -> loop.Program:
             batch["mask"] = traj.obs["action_mask"] | ~jnp.any(traj.obs["action_mask"], -1, keepdims=True)
         batch = jax.tree.map(per_policy, batch)
         if recurrent:  # replayed from the rollout's first memory, zeroed where the previous step ended
-            batch["reset"] = per_policy(jnp.concatenate([jnp.zeros_like(traj.done[:1]), traj.done[:-1]]))
+            batch["reset"] = per_policy(episode_starts(traj.done))
             batch["memory"] = jax.tree.map(lambda m: m.reshape((P, sequences) + m.shape[2:]), state.memory)
         frac = 1.0 - state.update_idx / state.num_updates if config.anneal_lr else 1.0
         lr = hp["lr"] * frac
@@ -520,7 +512,7 @@ def make_actor(config: Config, env: envs.Environment, env_params, stochastic: bo
 def make_policy(config: Config, env: envs.Environment, env_params, stochastic: bool = False):
     """`act(policy_state, view, key=None) -> action`: the first trained policy's deterministic action,
     or a sample drawn with `key` when `stochastic` (with `config.recurrent`: a deterministic
-    `RecurrentPolicy` carrying GRU hidden states)."""
+    `RecurrentPolicy` carrying its memories)."""
     if config.recurrent:
         network, discrete = make_network(config, env, env_params)
         actor_input, _ = view_inputs(config, env, env_params)
@@ -531,8 +523,7 @@ def make_policy(config: Config, env: envs.Environment, env_params, stochastic: b
                                          jnp.zeros(x.shape[:-1], bool), method=RecurrentActorCritic.policy)
             return distributions.mode(masked(dist, view, discrete), discrete), memory
 
-        return RecurrentPolicy(act_recurrent,
-                               lambda n: (jnp.zeros((n, env.num_agents, config.gru_size)),) * 2)
+        return RecurrentPolicy(act_recurrent, lambda n: zero_memory(network, n, env.num_agents))
     act = make_actor(config, env, env_params, stochastic)
     return lambda pstate, view, key=None: act(jax.tree.map(lambda x: x[0], pstate["params"]), view, key)
 
