@@ -17,6 +17,7 @@ ALGOS = {  # name -> the module declaring its ALGORITHM
     "mappo": "jaxrl.algos.mappo",
     "dqn": "jaxrl.algos.dqn",
     "pqn": "jaxrl.algos.pqn",
+    "sac": "jaxrl.algos.sac",
 }
 
 
