@@ -18,6 +18,7 @@ ALGOS = {  # name -> the module declaring its ALGORITHM
     "dqn": "jaxrl.algos.dqn",
     "pqn": "jaxrl.algos.pqn",
     "sac": "jaxrl.algos.sac",
+    "td3": "jaxrl.algos.td3",
 }
 
 
