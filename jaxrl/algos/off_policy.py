@@ -30,8 +30,47 @@ from jaxrl.rollout import collect_rollout, episode_metrics
 LOGGED_ROWS = 500  # about this many metrics rows per run, however many (tiny) updates it has
 
 
+class ReplaySchedule:
+    """What follows from the replay fields of a config (num_envs, num_steps, buffer_size, batch_size,
+    learning_starts, total_timesteps, updates_per_chunk) for DQN, SAC and TD3: the update counts, the logging
+    cadence and the checks made before compiling."""
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.steps_per_update
+
+    @property
+    def log_every(self) -> int:
+        """Updates per logged row: about LOGGED_ROWS rows, a divisor of updates_per_chunk when that is set."""
+        most = max(1, self.num_updates // LOGGED_ROWS)
+        if not self.updates_per_chunk:
+            return most
+        return max(d for d in range(1, min(most, self.updates_per_chunk) + 1) if self.updates_per_chunk % d == 0)
+
+    def check_replay(self) -> None:
+        per_update = self.steps_per_update
+        if self.total_timesteps < per_update:
+            raise ConfigError(f"total_timesteps={self.total_timesteps} is smaller than one update "
+                              f"(num_envs*num_steps={self.num_envs}*{self.num_steps}={per_update})")
+        if self.buffer_size % self.num_envs:
+            raise ConfigError(f"buffer_size={self.buffer_size} is not a multiple of num_envs={self.num_envs} (the "
+                              f"buffer holds rows of one step of every env)")
+        if self.buffer_size < per_update:
+            raise ConfigError(f"buffer_size={self.buffer_size} cannot hold one update's "
+                              f"num_envs*num_steps={per_update} steps")
+        if self.batch_size > self.buffer_size:
+            raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}")
+        if self.learning_starts >= self.num_updates * per_update:
+            raise ConfigError(f"learning_starts={self.learning_starts} leaves no gradient step: the run collects "
+                              f"{self.num_updates * per_update} env steps (total_timesteps={self.total_timesteps})")
+
+
 @dataclass(frozen=True)
-class OffPolicyConfig:
+class OffPolicyConfig(ReplaySchedule):
     """Fields of an off-policy actor-critic for continuous actions. The defaults are Rejax's SAC config for
     Pendulum-v1 (github.com/keraJLi/rejax, configs/gymnax/pendulum.yaml), with 2e4 env steps instead of 1e4."""
 
@@ -70,38 +109,8 @@ class OffPolicyConfig:
 
     def __post_init__(self):
         validate_fields(self)
-        per_update = self.steps_per_update
-        if self.total_timesteps < per_update:
-            raise ConfigError(f"total_timesteps={self.total_timesteps} is smaller than one update "
-                              f"(num_envs*num_steps={self.num_envs}*{self.num_steps}={per_update})")
-        if self.buffer_size % self.num_envs:
-            raise ConfigError(f"buffer_size={self.buffer_size} is not a multiple of num_envs={self.num_envs} (the "
-                              f"buffer holds rows of one step of every env)")
-        if self.buffer_size < per_update:
-            raise ConfigError(f"buffer_size={self.buffer_size} cannot hold one update's "
-                              f"num_envs*num_steps={per_update} steps")
-        if self.batch_size > self.buffer_size:
-            raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}")
-        if self.learning_starts >= self.num_updates * per_update:
-            raise ConfigError(f"learning_starts={self.learning_starts} leaves no gradient step: the run collects "
-                              f"{self.num_updates * per_update} env steps (total_timesteps={self.total_timesteps})")
+        self.check_replay()
         check_run_fields(self)
-
-    @property
-    def steps_per_update(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.steps_per_update
-
-    @property
-    def log_every(self) -> int:
-        """Updates per logged row: about LOGGED_ROWS rows, a divisor of updates_per_chunk when that is set."""
-        most = max(1, self.num_updates // LOGGED_ROWS)
-        if not self.updates_per_chunk:
-            return most
-        return max(d for d in range(1, min(most, self.updates_per_chunk) + 1) if self.updates_per_chunk % d == 0)
 
 
 @struct.dataclass
