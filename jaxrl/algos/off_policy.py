@@ -159,16 +159,15 @@ def policy_obs_stats(state: RunnerState) -> dict:
     return {"mean": state.obs_stats.mean, "var": state.obs_stats.var, "count": state.obs_stats.count}
 
 
-def make_program(config, init_learner: Callable, act: Callable, gradient_step: Callable,
+def make_program(config, base_env: envs.Environment, init_learner: Callable, act: Callable, gradient_step: Callable,
                  end_update: Callable) -> Program:
-    """The Program of an off-policy actor-critic from its parts:
+    """The Program of an off-policy actor-critic on `base_env` (the env of `config.env`) from its parts:
 
     - `init_learner(key, obs [num_envs, *obs_shape], hp) -> learner`;
     - `act(learner, key, obs, hp) -> action [num_envs, dim]` in the env's bounds, exploring (obs normalised);
     - `gradient_step(learner, batch, key, hp) -> (learner, stats)` on a replayed batch (obs normalised);
     - `end_update(learner, hp) -> learner` after an update's gradient steps (Polyak targets per update).
     """
-    base_env = envs.make(config.env)
     env_params = base_env.default_params
     env = envs.make_vec_env(base_env, config.num_envs)
     space = base_env.action_space(env_params)

@@ -150,7 +150,7 @@ def make_program(config: Config) -> Program:
     def end_update(learner, hp):
         return polyak(learner, hp) if config.target_update == "update" else learner
 
-    return off_policy.make_program(config, init_learner, act, learn_step, end_update)
+    return off_policy.make_program(config, env, init_learner, act, learn_step, end_update)
 
 
 def policy_state(state: off_policy.RunnerState) -> dict:
