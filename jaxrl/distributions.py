@@ -62,6 +62,35 @@ def mode(dist, discrete: bool):
     return jnp.argmax(dist, axis=-1) if discrete else dist[0]
 
 
+def tanh_log_det(pre_tanh):
+    """log(1 - tanh(u)^2) elementwise, the log-derivative of tanh at u, computed without tanh: equal to
+    2*(log 2 - u - softplus(-2u)), finite for any u (1 - tanh(u)^2 is 0 in float32 beyond |u| ~ 9)."""
+    return 2.0 * (jnp.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh))
+
+
+def to_bounds(unit_action, low, high):
+    """[..., A] in [-1, 1] -> the same point of the box [low, high] (affine)."""
+    return low + (unit_action + 1.0) * (0.5 * (high - low))
+
+
+def tanh_gaussian_sample(key, mean, log_std, low=-1.0, high=1.0):
+    """A tanh-squashed Gaussian sample in the box [low, high] and its log-probability: mean, log_std
+    [..., A] -> (action [..., A], log_prob [...]).
+
+    The log-probability is that of the squashed action in [-1, 1]^A, the Gaussian's minus the log-det of
+    tanh (change of variables); the affine map to [low, high] would only add the constant
+    -sum log((high - low) / 2), left out as SB3, Rejax and Brax do, so a target entropy of -|A| means the same
+    for any bounds."""
+    pre_tanh = gaussian_sample(key, mean, log_std)
+    log_prob = gaussian_log_prob(mean, log_std, pre_tanh) - jnp.sum(tanh_log_det(pre_tanh), axis=-1)
+    return to_bounds(jnp.tanh(pre_tanh), low, high), log_prob
+
+
+def tanh_gaussian_mode(mean, low=-1.0, high=1.0):
+    """The deterministic action of a tanh-squashed Gaussian: tanh(mean), in the box [low, high]."""
+    return to_bounds(jnp.tanh(mean), low, high)
+
+
 @dataclass(frozen=True)
 class EpsilonGreedyHyperparameters:
     """The exploration schedule of the Q-learning configs (dynamic fields, `hp` below)."""

@@ -159,6 +159,63 @@ class QNetwork(nn.Module):
         return value + advantage - advantage.mean(-2, keepdims=True)
 
 
+class SquashedGaussianActor(nn.Module):
+    """SAC's actor: [..., *obs_shape] -> (mean, log_std) [..., action_dim] of a Gaussian to be squashed by tanh
+    (jaxrl.distributions.tanh_gaussian_sample); log_std depends on the state and is clipped to `log_std_range`
+    (Rejax's (-10, 2)) so that exp(log_std) neither vanishes nor explodes."""
+
+    action_dim: int
+    obs_ndim: int = 1
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    weight_init: str = "lecun"
+    log_std_range: tuple[float, float] = (-10.0, 2.0)
+
+    @nn.compact
+    def __call__(self, obs):
+        features = MLP(self.hidden_sizes, 0, self.activation, weight_init=self.weight_init)(
+            flatten_obs(obs, self.obs_ndim))
+        mean = dense(self.action_dim, 1.0, self.weight_init)(features)
+        log_std = dense(self.action_dim, 1.0, self.weight_init)(features)
+        return mean, jnp.clip(log_std, *self.log_std_range)
+
+
+class DeterministicActor(nn.Module):
+    """TD3's actor: [..., *obs_shape] -> tanh of an MLP, an action in [-1, 1]^action_dim
+    (jaxrl.distributions.to_bounds maps it into the env's box)."""
+
+    action_dim: int
+    obs_ndim: int = 1
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    weight_init: str = "lecun"
+
+    @nn.compact
+    def __call__(self, obs):
+        out = MLP(self.hidden_sizes, self.action_dim, self.activation, weight_init=self.weight_init)(
+            flatten_obs(obs, self.obs_ndim))
+        return jnp.tanh(out)
+
+
+class QEnsemble(nn.Module):
+    """`num_critics` independent Q-networks of (observation, action): (obs [..., *obs_shape], action
+    [..., action_dim]) -> Q [num_critics, ...]. One parameter tree whose leaves carry a leading critic axis
+    (nn.vmap), so the critics are evaluated in one batched call (SAC's and TD3's twin critics)."""
+
+    num_critics: int = 2
+    obs_ndim: int = 1
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    weight_init: str = "lecun"
+
+    @nn.compact
+    def __call__(self, obs, action):
+        x = jnp.concatenate([flatten_obs(obs, self.obs_ndim), action.astype(jnp.float32)], -1)
+        critics = nn.vmap(MLP, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None, out_axes=0,
+                          axis_size=self.num_critics)
+        return critics(self.hidden_sizes, 1, self.activation, weight_init=self.weight_init)(x)[..., 0]
+
+
 class ActorCritic(nn.Module):
     """Separate actor and critic MLPs on the flattened observation.
 

@@ -17,6 +17,8 @@ ALGOS = {  # name -> the module declaring its ALGORITHM
     "mappo": "jaxrl.algos.mappo",
     "dqn": "jaxrl.algos.dqn",
     "pqn": "jaxrl.algos.pqn",
+    "sac": "jaxrl.algos.sac",
+    "td3": "jaxrl.algos.td3",
 }
 
 

@@ -27,6 +27,7 @@ from flax import struct
 
 from jaxrl import envs, replay
 from jaxrl.algos.base import Algorithm, Program
+from jaxrl.algos.off_policy import ReplaySchedule
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
 from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_greedy
@@ -35,11 +36,9 @@ from jaxrl.networks import ACTIVATIONS, INITS, QNetwork, check_conv
 from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import collect_rollout, episode_metrics
 
-LOGGED_ROWS = 500  # about this many metrics rows per run, however many (tiny) updates it has
-
 
 @dataclass(frozen=True)
-class Config(ValueHeadConfig, EpsilonGreedyHyperparameters):
+class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, ReplaySchedule):
     # static: shapes and program structure
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`); discrete actions")
     num_envs: int = static(10, "parallel environments per seed", low=1)
@@ -86,42 +85,12 @@ class Config(ValueHeadConfig, EpsilonGreedyHyperparameters):
 
     def __post_init__(self):
         validate_fields(self)
-        per_update = self.steps_per_update
-        if self.total_timesteps < per_update:
-            raise ConfigError(f"total_timesteps={self.total_timesteps} is smaller than one update "
-                              f"(num_envs*num_steps={self.num_envs}*{self.num_steps}={per_update})")
-        if self.buffer_size % self.num_envs:
-            raise ConfigError(f"buffer_size={self.buffer_size} is not a multiple of num_envs={self.num_envs} (the "
-                              f"buffer holds rows of one step of every env)")
-        if self.buffer_size < per_update:
-            raise ConfigError(f"buffer_size={self.buffer_size} cannot hold one update's "
-                              f"num_envs*num_steps={per_update} steps")
-        if self.batch_size > self.buffer_size:
-            raise ConfigError(f"batch_size={self.batch_size} is larger than buffer_size={self.buffer_size}")
-        if self.learning_starts >= self.num_updates * per_update:
-            raise ConfigError(f"learning_starts={self.learning_starts} leaves no gradient step: the run collects "
-                              f"{self.num_updates * per_update} env steps (total_timesteps={self.total_timesteps})")
-        if self.target_update_interval % per_update:
+        self.check_replay()
+        if self.target_update_interval % self.steps_per_update:
             raise ConfigError(f"target_update_interval={self.target_update_interval} env steps is not a multiple of "
-                              f"one update's num_envs*num_steps={per_update}")
+                              f"one update's num_envs*num_steps={self.steps_per_update}")
         self.value_head_spec  # checks the categorical support
         check_run_fields(self)
-
-    @property
-    def steps_per_update(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.steps_per_update
-
-    @property
-    def log_every(self) -> int:
-        """Updates per logged row: about LOGGED_ROWS rows, a divisor of updates_per_chunk when that is set."""
-        most = max(1, self.num_updates // LOGGED_ROWS)
-        if not self.updates_per_chunk:
-            return most
-        return max(d for d in range(1, min(most, self.updates_per_chunk) + 1) if self.updates_per_chunk % d == 0)
 
 
 @struct.dataclass
