@@ -111,7 +111,7 @@ REJAX_SAC = {
     # the same in jaxrl's fields (`jaxrl train --algo sac --help`): tau = 1 - polyak; swish is silu
     "jaxrl": dict(num_envs=1, buffer_size=10_000, learning_starts=256, batch_size=256, lr=0.01, gradient_steps=1,
                   total_timesteps=10_000, gamma=0.99, tau=0.02, activation="silu", hidden_sizes=[64, 64],
-                  normalize_obs=True, max_grad_norm=0.0),
+                  normalize_obs=True, max_grad_norm=0.0, target_update="update"),
 }
 # Row: (jaxrl algorithm, reference config, peer runner, peer checkout in .peers/)
 VALUE_BASED = {"f": ("dqn", PUREJAXRL_DQN, "purejaxrl_dqn.py", "purejaxrl"),
@@ -255,6 +255,14 @@ def spread(values: list[float], fmt: str = "{:.2f}") -> str:
     return text if low == high else f"{text} [{low}-{high}]"
 
 
+def rate(runs: list[dict]) -> str:
+    """Env steps/s of a side's runs: in thousands, or as they are below 10k (off-policy rows)."""
+    values = [x["steps_per_second"] for x in runs]
+    if statistics.median(values) < 10_000:
+        return spread(values, "{:,.0f}")
+    return spread([v / 1e3 for v in values], "{:,.0f}k")
+
+
 def ratios(result: dict, key: str) -> list[float]:
     return [o[key] / p[key] for p, o in zip(result["peer"], result["jaxrl"])]
 
@@ -290,7 +298,7 @@ def table(results: list[dict], load: tuple[str, str]) -> str:
         for name, runs in ((r["row"].peer, r["peer"]), ("jaxrl", r["jaxrl"])):
             lines.append(f"| {name} | {spread([x['compile_s'] for x in runs], '{:.1f}')} | "
                          f"{spread([x['run_s'] for x in runs], '{:.1f}')} | "
-                         f"{spread([x['steps_per_second'] / 1e3 for x in runs], '{:,.0f}k')} | "
+                         f"{rate(runs)} | "
                          f"{spread([x['wall_s'] for x in runs], '{:.1f}')} | "
                          f"{spread([x['final_return'] for x in runs], '{:.1f}')} |")
     return "\n".join(lines) + "\n"
