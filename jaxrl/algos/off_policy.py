@@ -154,19 +154,22 @@ def network_input(config, obs_stats: RunningStats, obs):
     return normalize(obs_stats, obs) if config.normalize_obs else obs
 
 
-def policy_obs_stats(state: RunnerState) -> dict:
-    """The observation statistics a trained policy applies (for `policy_state`), as arrays by name."""
-    return {"mean": state.obs_stats.mean, "var": state.obs_stats.var, "count": state.obs_stats.count}
+def policy_state(state: RunnerState) -> dict:
+    """What the trained policy needs (each algorithm's learner has an `actor`): the actor's parameters and the
+    observation statistics."""
+    stats = state.obs_stats
+    return {"params": state.learner.actor, "obs_stats": {"mean": stats.mean, "var": stats.var, "count": stats.count}}
 
 
 def make_program(config, base_env: envs.Environment, init_learner: Callable, act: Callable, gradient_step: Callable,
-                 end_update: Callable) -> Program:
+                 move_targets: Callable) -> Program:
     """The Program of an off-policy actor-critic on `base_env` (the env of `config.env`) from its parts:
 
     - `init_learner(key, obs [num_envs, *obs_shape], hp) -> learner`;
     - `act(learner, key, obs, hp) -> action [num_envs, dim]` in the env's bounds, exploring (obs normalised);
     - `gradient_step(learner, batch, key, hp) -> (learner, stats)` on a replayed batch (obs normalised);
-    - `end_update(learner, hp) -> learner` after an update's gradient steps (Polyak targets per update).
+    - `move_targets(learner, hp) -> learner`: the Polyak step of the target networks, applied here after an
+      update's gradient steps with target_update=update (the algorithm applies it itself per gradient step).
     """
     env_params = base_env.default_params
     env = envs.make_vec_env(base_env, config.num_envs)
@@ -205,7 +208,9 @@ def make_program(config, base_env: envs.Environment, init_learner: Callable, act
             return gradient_step(learner, batch, loss_key, hp)
 
         learner, stats = jax.lax.scan(step, learner, jax.random.split(key, config.gradient_steps))
-        return end_update(learner, hp), {k: v.mean() for k, v in stats.items()}
+        if config.target_update == "update":
+            learner = move_targets(learner, hp)
+        return learner, {k: v.mean() for k, v in stats.items()}
 
     def update(state: RunnerState):
         hp = state.hparams

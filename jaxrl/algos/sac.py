@@ -4,7 +4,7 @@ target critics; continuous, bounded actions.
 
 Reads top to bottom: config, the learner (networks, targets, temperature, optimiser states), `make_program`
 (init, acting, one gradient step: critics -> actor -> temperature -> targets; the collect -> replay -> learn
-skeleton and observation normalisation are jaxrl.algos.off_policy's), `policy_state` and `make_policy`
+skeleton, observation normalisation and `policy_state` are jaxrl.algos.off_policy's), `make_policy`
 (deterministic: the squashed mean, for `jaxrl eval`), and the `ALGORITHM` it declares.
 
 The defaults are Rejax's SAC config for Pendulum-v1 (github.com/keraJLi/rejax, configs/gymnax/pendulum.yaml:
@@ -153,15 +153,7 @@ def make_program(config: Config) -> Program:
                  "actor_loss": actor_stats["actor_loss"], "entropy": actor_stats["entropy"], "alpha": alpha}
         return learner, stats
 
-    def end_update(learner, hp):
-        return polyak(learner, hp) if config.target_update == "update" else learner
-
-    return off_policy.make_program(config, env, init_learner, act, learn_step, end_update)
-
-
-def policy_state(state: off_policy.RunnerState) -> dict:
-    """What the trained policy needs: the actor's parameters and the observation statistics."""
-    return {"params": state.learner.actor, "obs_stats": off_policy.policy_obs_stats(state)}
+    return off_policy.make_program(config, env, init_learner, act, learn_step, polyak)
 
 
 def make_policy(config: Config, env: envs.Environment, env_params, stochastic: bool = False):
@@ -180,5 +172,5 @@ def make_policy(config: Config, env: envs.Environment, env_params, stochastic: b
 
 
 ALGORITHM = Algorithm("sac", "Soft Actor-Critic (twin critics, automatic temperature), continuous actions", Config,
-                      make_program, policy_state, make_policy, PRESETS)
+                      make_program, off_policy.policy_state, make_policy, PRESETS)
 make_train = ALGORITHM.make_train

@@ -8,7 +8,7 @@ DDPG (Lillicrap et al. 2016) falls out: `--set num_critics=1 --set policy_delay=
 
 Reads top to bottom: config, the learner (actor, critics, their targets, optimiser states, gradient steps
 taken), `make_program` (init, acting, one gradient step; the collect -> replay -> learn skeleton and observation
-normalisation are jaxrl.algos.off_policy's), `policy_state` and `make_policy` (deterministic: the actor's
+normalisation and `policy_state` are jaxrl.algos.off_policy's), `make_policy` (deterministic: the actor's
 action, for `jaxrl eval`), and the `ALGORITHM` it declares.
 
 Noise scales are fractions of the action half-range (high - low) / 2, as Fujimoto et al.'s are of max_action.
@@ -147,15 +147,7 @@ def make_program(config: Config) -> Program:
         return learner, {"critic_loss": stats["critic_loss"], "q_mean": stats["q_mean"],
                          "actor_loss": actor_loss_value}
 
-    def end_update(learner, hp):
-        return polyak(learner, hp) if config.target_update == "update" else learner
-
-    return off_policy.make_program(config, env, init_learner, act, learn_step, end_update)
-
-
-def policy_state(state: off_policy.RunnerState) -> dict:
-    """What the trained policy needs: the actor's parameters and the observation statistics."""
-    return {"params": state.learner.actor, "obs_stats": off_policy.policy_obs_stats(state)}
+    return off_policy.make_program(config, env, init_learner, act, learn_step, polyak)
 
 
 def make_policy(config: Config, env: envs.Environment, env_params, stochastic: bool = False):
@@ -173,6 +165,6 @@ def make_policy(config: Config, env: envs.Environment, env_params, stochastic: b
     return act
 
 
-ALGORITHM = Algorithm("td3", "Twin Delayed DDPG (and DDPG), continuous actions", Config, make_program, policy_state,
-                      make_policy, PRESETS)
+ALGORITHM = Algorithm("td3", "Twin Delayed DDPG (and DDPG), continuous actions", Config, make_program,
+                      off_policy.policy_state, make_policy, PRESETS)
 make_train = ALGORITHM.make_train
