@@ -12,7 +12,7 @@ import pytest
 from jaxrl import api, checkpoint
 from jaxrl.algos import sac, td3
 from jaxrl.cache import enable_compilation_cache
-from jaxrl.config import ConfigError
+from jaxrl.config import ConfigError, hparams
 from jaxrl.distributions import gaussian_log_prob, tanh_gaussian_mode, tanh_gaussian_sample
 from jaxrl.errors import Preempted
 from jaxrl.preemption import PreemptionGuard
@@ -106,6 +106,23 @@ def test_sac_resumed_mid_training_is_bitwise_the_uninterrupted_run(uninterrupted
 def test_td3_learns_the_continuous_probe_in_seconds():
     result = api.train(config("td3"), record=False, progress=False, eval_episodes=50)
     assert result.summary["eval"]["return_mean"] >= -0.02, result.summary["eval"]
+
+
+@pytest.mark.timeout(120)
+def test_td3_moves_its_actor_and_targets_every_policy_delay_critic_steps():
+    cfg = config("td3", policy_delay=3, learning_starts=0, hidden_sizes=[8], total_timesteps=8 * 7)
+    program = td3.make_program(cfg)  # one gradient step per update, from the first update on
+    state = program.traced_init(jax.random.PRNGKey(0), hparams(cfg))
+    moved = {name: [] for name in ("critic", "actor", "target_actor", "target_critic")}
+    for _ in range(7):
+        new, _ = program.traced_update(state)
+        for name, history in moved.items():
+            before, after = jax.tree.leaves(getattr(state.learner, name)), jax.tree.leaves(getattr(new.learner, name))
+            history.append(not all(np.array_equal(a, b) for a, b in zip(before, after)))
+        state = new
+    assert moved["critic"] == [True] * 7
+    delayed = [False, False, True, False, False, True, False]  # after critic steps 3 and 6
+    assert moved["actor"] == moved["target_actor"] == moved["target_critic"] == delayed, moved
 
 
 @pytest.mark.timeout(180)
