@@ -119,7 +119,7 @@ def test_equal_to_rliable(monkeypatch):
             metrics.probability_of_improvement(scores["a"], scores["b"]), abs=1e-6)
 
         # Intervals: the same resampling indices give the same percentile intervals.
-        reps = 300
+        reps = 100
         replay_draws(monkeypatch, seed=11, reps=reps)
         points, intervals = library.get_interval_estimates(
             scores, lambda x: np.array([f(x) for f in rliable_metrics.values()]), reps=reps)
