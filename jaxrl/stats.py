@@ -1,4 +1,4 @@
-"""Aggregate statistics over seeds for honest comparisons."""
+"""Aggregate statistics over seeds and tasks for honest comparisons."""
 
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ def _bootstrap(samples, statistic, reps, confidence, rng):
     run of that task with replacement (the indices are rng.integers(0, runs, (chunk, runs, tasks)) per sample,
     chunk after chunk). statistic returns an array or a dict of them.
     """
-    if not isinstance(reps, int) or reps < 1:
+    if not isinstance(reps, (int, np.integer)) or reps < 1:
         raise JaxrlError(f"reps must be a positive integer, got {reps!r}")
     if not 0.0 < confidence < 1.0:
         raise JaxrlError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
