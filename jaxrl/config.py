@@ -146,6 +146,23 @@ def check_run_fields(config) -> None:
                           f"{MAX_UPDATES} (2**31 - 1) updates")
 
 
+# Config fields renamed since runs could have recorded them: old name -> new name. Configs read from files (a run's
+# config.yaml, its checkpoints' configs) use the new names, so runs written before a rename still resume and evaluate.
+RENAMED_FIELDS = {"gru_size": "memory_size"}
+
+
+def current_names(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` (config fields by name, as a file or checkpoint recorded them) under today's field names."""
+    return {RENAMED_FIELDS.get(k, k): v for k, v in values.items()}
+
+
+def recorded_config(config_cls, values: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a config recorded by an earlier run (`to_dict` form), under today's names; a field it does not
+    name was added later, at a default that keeps the old behaviour, so it counts as that default."""
+    defaults = {f.name: list(d) if isinstance(d := default_of(f), tuple) else d for f in dataclasses.fields(config_cls)}
+    return {**defaults, **current_names(values)}
+
+
 def check_keys(config_cls, keys, where: str) -> None:
     names = [f.name for f in dataclasses.fields(config_cls)]
     for key in keys:
@@ -214,11 +231,16 @@ def stacked_hparams(configs) -> dict[str, np.ndarray]:
             for f in fields_of(type(configs[0]), "dynamic")}
 
 
+def default_of(f: dataclasses.Field):
+    """A config field's default value."""
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
 def describe(config_cls) -> str:
     """One line per field (`fields_of` order): name, kind, default, doc (for `jaxrl algos`)."""
     lines = []
     for f in fields_of(config_cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = default_of(f)
         lines.append(f"  {f.name:<20} {f.metadata['kind']:<8} {default!r:<22} {f.metadata['doc']}")
     return "\n".join(lines)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from jaxrl import algos, checkpoint, devices as devices_, loop, plots, records
-from jaxrl.config import check_keys, fields_of, hparams, to_dict
+from jaxrl.config import check_keys, fields_of, hparams, recorded_config, to_dict
 from jaxrl.errors import JaxrlError
 from jaxrl.progress import Progress
 from jaxrl.session import (DEFAULT_CHECKPOINT_EVERY, Checkpoints, Session, check_checkpoint_format, checkpoint_info,
@@ -159,7 +159,7 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
     check_checkpoint_format(run_dir, step, info)
     algorithm = algos.of_config(config)
     dynamic = {f.name for f in fields_of(type(config), "dynamic")}
-    written = info["config"]  # what the run used up to the checkpoint
+    written = recorded_config(type(config), info["config"])  # what the run used up to the checkpoint
     current = to_dict(config)
     changed = [k for k in current if k not in dynamic and written.get(k) != current[k]]
     if changed:

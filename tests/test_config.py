@@ -1,8 +1,9 @@
+import jax
 import pytest
 
 from jaxrl import api
 from jaxrl.algos import ppo
-from jaxrl.config import ConfigError, hparams, load_yaml, parse_overrides, to_dict
+from jaxrl.config import ConfigError, hparams, load_yaml, parse_overrides, recorded_config, to_dict
 from jaxrl.errors import JaxrlError
 
 
@@ -58,3 +59,18 @@ def test_static_dynamic_split():
 def test_presets_apply_under_user_values():
     config = api.resolve_config("ppo", overrides={"env": "brax:inverted_pendulum", "lr": 1e-3})
     assert config.normalize_obs is True and config.lr == 1e-3
+
+
+def test_runs_recorded_before_a_field_was_added_or_renamed_still_load(tmp_path):
+    """Resume and eval read a run's config.yaml and its checkpoints' configs: a renamed field is read under its new
+    name, a field added since counts as its default, and a feed-forward PPO state keeps its pre-recurrence layout
+    (so older checkpoints restore)."""
+    path = tmp_path / "config.yaml"
+    path.write_text("algo: ippo\nrecurrent: true\ngru_size: 16\n")
+    assert api.resolve_config("ippo", str(path)).memory_size == 16
+    written = recorded_config(ppo.Config, {"env": "gymnax:CartPole-v1", "num_envs": 4})  # before `recurrent`
+    assert (written["recurrent"], written["memory"], written["num_envs"], written["hidden_sizes"]) == (
+        False, "gru", 4, [64, 64])
+    program = ppo.make_program(ppo.Config(total_timesteps=512))
+    state = jax.eval_shape(program.init, jax.random.PRNGKey(0), hparams(ppo.Config()))
+    assert type(state) is ppo.RunnerState and not hasattr(state, "memory")

@@ -8,7 +8,7 @@ import importlib
 from typing import Any
 
 from jaxrl.algos.base import Algorithm
-from jaxrl.config import check_keys, load_yaml
+from jaxrl.config import check_keys, current_names, load_yaml
 from jaxrl.errors import JaxrlError
 
 ALGOS = {  # name -> the module declaring its ALGORITHM
@@ -46,7 +46,7 @@ def resolve_config(algo: str = "ppo", config_file: str | None = None, overrides:
     algorithm = get(algo)
     values: dict[str, Any] = {}
     if config_file:
-        values = load_yaml(config_file)
+        values = current_names(load_yaml(config_file))
         file_algo = values.pop("algo", algo)
         if file_algo != algo:
             raise JaxrlError(f"config file {config_file!r} is for algo {file_algo!r}, not {algo!r}")

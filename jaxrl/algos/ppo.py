@@ -114,11 +114,18 @@ class RunnerState:
     opt_state: Any
     env_state: Any
     obs: jax.Array  # [num_envs, *obs_shape]
-    memory: Any  # recurrent: (actor, critic) memories [num_envs, memory_width]; else None
     key: jax.Array
     update_idx: jax.Array  # updates done so far
     num_updates: jax.Array  # updates in the whole run (for learning-rate annealing)
     hparams: dict  # dynamic config fields as traced scalars
+
+
+@struct.dataclass
+class RecurrentRunnerState(RunnerState):
+    """A recurrent run's state: its own class, so that feed-forward runs keep the state (and the checkpoints)
+    they had before recurrence existed."""
+
+    memory: Any  # (actor, critic) memories [num_envs, memory_width]
 
 
 def make_network(config: Config, env: envs.Environment, env_params) -> tuple[ActorCritic | RecurrentActorCritic,
@@ -163,8 +170,8 @@ def make_program(config: Config) -> loop.Program:
             memory, params = None, network.init(net_key, obs)
         opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
-        return RunnerState(params, opt_state, env_state, obs, memory, key, jnp.int32(0),
-                           jnp.int32(config.num_updates), hp)
+        state = RunnerState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
+        return RecurrentRunnerState(**vars(state), memory=memory) if recurrent else state
 
     def policy(params):
         def act(key, obs):
@@ -204,7 +211,7 @@ def make_program(config: Config) -> loop.Program:
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
         traj, env_state, obs, memory = collect_rollout(
             env, env_params, policy(state.params), state.env_state, state.obs, rollout_key, config.num_steps,
-            config.unroll, state.memory)
+            config.unroll, state.memory if recurrent else None)
         advantages, targets = compute_advantages(state.params, traj, hp)
         frac = 1.0 - state.update_idx / state.num_updates if config.anneal_lr else 1.0
         lr = hp["lr"] * frac
@@ -218,14 +225,14 @@ def make_program(config: Config) -> loop.Program:
                                                   config.update_epochs, config.num_minibatches, lr,
                                                   hp["max_grad_norm"], hp, minibatches=minibatches)
         metrics = stats | episode_metrics(traj) | {"lr": lr}
-        new_state = RunnerState(params, opt_state, env_state, obs, memory, key, state.update_idx + 1,
-                                state.num_updates, hp)
-        return new_state, metrics
+        new_state = state.replace(params=params, opt_state=opt_state, env_state=env_state, obs=obs, key=key,
+                                  update_idx=state.update_idx + 1)
+        return (new_state.replace(memory=memory) if recurrent else new_state), metrics
 
     # Envs split over devices in blocks that keep the minibatches' env groups whole (recurrent: minibatches
     # draw whole sequences from all envs at random, so a run's envs stay on one device).
     _, env_groups = minibatch_split(config.num_minibatches, config.num_steps)
-    env_axes = lambda state: vec_env_axes(state, env, memory=0 if recurrent else None)
+    env_axes = lambda state: vec_env_axes(state, env, **({"memory": 0} if recurrent else {}))
     return Program(init, update, config.num_updates, config.batch_size, config.updates_per_chunk,
                    env_axes=env_axes, env_shards=0 if recurrent else config.num_envs // env_groups)
 
