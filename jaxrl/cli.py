@@ -1,4 +1,4 @@
-"""The `jaxrl` command: train, selfplay, resume, eval, sweep, pbt, envs, algos."""
+"""The `jaxrl` command: train, selfplay, resume, eval, sweep, pbt, report, envs, algos."""
 
 from __future__ import annotations
 
@@ -96,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("spec", help="PBT spec (YAML)")
     _add_batch_args(pbt, "sweeps/pbt-<name>-<time>")
     _add_checkpoint_arg(pbt)
+
+    report = sub.add_parser("report", help="compare runs, sweeps and benchmarks in a Markdown report with plots",
+                            description="Write report.md (per-env scores, aggregate IQM/mean/median/optimality "
+                                        "gap, probability of improvement, all with stratified bootstrap 95%% CIs; "
+                                        "provenance of every input) and PNG plots from run, sweep (its best "
+                                        "point) and bench directories. Runs are labelled algo@commit, so two "
+                                        "algorithms or two commits of jaxrl compare (see README, Reports).")
+    report.add_argument("dirs", nargs="+", metavar="DIR", help="run, sweep or bench directory")
+    report.add_argument("--out", help="report directory to create (default reports/<time>)")
+    report.add_argument("--labels", help="comma-separated label per DIR (default: algo@commit of each)")
+    report.add_argument("--reps", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    report.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling (default 0)")
 
     envs_cmd = sub.add_parser("envs", help="list environment ids",
                               description="List the environment ids that work here, one a line on stdout; the "
@@ -385,6 +397,23 @@ def cmd_pbt(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from jaxrl.report import write_report
+
+    labels = [label.strip() for label in args.labels.split(",")] if args.labels is not None else None
+    if labels is not None and not all(labels):
+        raise JaxrlError(f"--labels={args.labels!r}: a label is empty; give one name per DIR, comma-separated")
+    result = write_report(args.dirs, args.out, labels, reps=args.reps, seed=args.seed)
+    for label, metrics in result.aggregates.items():
+        iqm = metrics["iqm"]
+        print(f"{label}: IQM {result.score_kind} {iqm.point:.3f} [{iqm.low:.3f}, {iqm.high:.3f}] "
+              f"({' x '.join(map(str, result.scores[label].shape))} runs x envs)")
+    for warning in result.warnings:
+        print(f"  warning: {warning}")
+    print(f"report: {result.out / 'report.md'}")
+    return 0
+
+
 def cmd_envs(args) -> int:
     from jaxrl.envs.registry import list_ids, unavailable_ids
 
@@ -416,6 +445,7 @@ def cmd_algos(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "selfplay": cmd_selfplay, "resume": cmd_resume, "eval": cmd_eval, "sweep": cmd_sweep, "pbt": cmd_pbt, "envs": cmd_envs,
+            "report": cmd_report,
             "algos": cmd_algos}
 
 

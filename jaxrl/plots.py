@@ -4,6 +4,7 @@
     hparams.png, top_curves.png  a sweep's scores per hyperparameter, its best points' curves
     schedules.png                a PBT run's hyperparameter schedules and returns
     ratings.png, winrate.png     a self-play run's Elo and round-robin matrix (`jaxrl eval`)
+    aggregates.png, profiles.png, improvement.png, curves.png   a report's comparison (`jaxrl report`)
 matplotlib is imported inside the functions, on first use: importing it would add to the start-up
 time of every `jaxrl` command, most of which draw nothing until their run is over.
 """
@@ -207,3 +208,93 @@ def plot_matrix(path: Path, names: list[str], rate: np.ndarray, title: str):
     ax.set_title(title)
     fig.colorbar(image, ax=ax, label="score of row vs column (win 1, draw 1/2)")
     save_figure(fig, path)
+
+
+def _label_colors(labels) -> dict:
+    """One colour per label, the same in every figure of a report."""
+    cycle = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    return {label: cycle[i % len(cycle)] for i, label in enumerate(labels)}
+
+
+def plot_aggregates(path: Path, aggregates: dict, score_kind: str) -> Path:
+    """Aggregate metrics of each label (`aggregates`: {label: {metric: stats.Estimate}}): the point and its
+    95% interval, one panel per metric (as rliable's plot_interval_estimates)."""
+    plt = _pyplot()
+    labels = list(aggregates)
+    metrics = list(aggregates[labels[0]])
+    colors = _label_colors(labels)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics) + 1.5, 0.45 * len(labels) + 1.4),
+                             squeeze=False, sharey=True)
+    for ax, metric in zip(axes[0], metrics):
+        for row, label in enumerate(labels):
+            est = aggregates[label][metric]
+            ax.barh(row, est.high - est.low, left=est.low, height=0.6, color=colors[label], alpha=0.75)
+            ax.plot([est.point, est.point], [row - 0.3, row + 0.3], color="black", lw=1.5)
+        ax.set_title(metric.replace("_", " ").replace("iqm", "IQM"), fontsize=10)
+        ax.set_xlabel(score_kind, fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_profiles(path: Path, taus: np.ndarray, profiles: dict, score_kind: str) -> Path:
+    """Performance profiles ({label: stats.Estimate of [len(taus)]}): the fraction of runs scoring above
+    tau, with its 95% CI band."""
+    plt = _pyplot()
+    colors = _label_colors(profiles)
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for label, est in profiles.items():
+        ax.plot(taus, est.point, color=colors[label], lw=1.6, label=label)
+        ax.fill_between(taus, est.low, est.high, color=colors[label], alpha=0.2)
+    ax.set_xlabel(f"{score_kind} (tau)")
+    ax.set_ylabel("fraction of runs with score > tau")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_improvement(path: Path, improvement: dict) -> Path:
+    """P(X > Y) with its 95% interval for each pair of labels ({(x, y): stats.Estimate})."""
+    plt = _pyplot()
+    pairs = list(improvement)
+    fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(pairs) + 1.3))
+    for row, pair in enumerate(pairs):
+        est = improvement[pair]
+        ax.barh(row, est.high - est.low, left=est.low, height=0.6, color="tab:blue", alpha=0.6)
+        ax.plot([est.point, est.point], [row - 0.3, row + 0.3], color="black", lw=1.5)
+    ax.axvline(0.5, color="grey", ls="--", lw=1)
+    ax.set_yticks(range(len(pairs)), [f"P({x} > {y})" for x, y in pairs], fontsize=8)
+    ax.set_ylim(len(pairs) - 0.5, -0.5)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("probability of improvement")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_sample_efficiency(path: Path, curves: dict, ylabels: dict) -> Path:
+    """Return against env steps, one panel per env ({env: {label: (steps [T], stats.Estimate of [T])}}):
+    the IQM over runs and its 95% CI band."""
+    plt = _pyplot()
+    envs = list(curves)
+    colors = _label_colors(dict.fromkeys(label for by_label in curves.values() for label in by_label))
+    columns = min(3, len(envs))
+    rows = -(-len(envs) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)
+    for ax, env in zip(axes.ravel(), envs):
+        for label, (steps, est) in curves[env].items():
+            ax.plot(steps, est.point, color=colors[label], lw=1.5, label=label)
+            ax.fill_between(steps, est.low, est.high, color=colors[label], alpha=0.2)
+        ax.set_title(env, fontsize=10)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(f"{ylabels[env]} (IQM over runs)", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(envs):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,7 +1,8 @@
 """Run records: what every run leaves on disk.
 
     config.yaml    full resolved config (rerun with `jaxrl train --config`)
-    metadata.json  versions, git commit, device, command, times, status
+    metadata.json  versions, git commit and dirty flag, package-set hash, device, command, times, status
+    packages.txt   every installed distribution, `name==version` a line (hashed in metadata.json)
     metrics.csv    one row per update per seed
     summary.json   final and best figures
     checkpoints/   orbax (see `checkpoint`)
@@ -14,6 +15,8 @@ leaves a half-written record (a resume removes the temporary files a kill left).
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import io
 import json
 import os
@@ -67,6 +70,30 @@ def git_commit() -> str | None:
         return None
 
 
+def git_dirty() -> bool | None:
+    """Whether jaxrl's git checkout has uncommitted changes to tracked files (None: not a checkout)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
+@functools.cache
+def installed_packages() -> str:
+    """Every installed distribution as `name==version` lines, sorted: the environment a run can be
+    reproduced in (Open RL Benchmark keeps the same)."""
+    found = {f"{dist.metadata['Name']}=={dist.version}" for dist in importlib_metadata.distributions()
+             if dist.metadata["Name"]}
+    return "".join(f"{line}\n" for line in sorted(found, key=str.lower))
+
+
+def packages_hash(packages: str) -> str:
+    """A short hash of `installed_packages()`: equal hashes, equal package sets."""
+    return hashlib.sha256(packages.encode()).hexdigest()[:16]
+
+
 def versions() -> dict[str, str | None]:
     out = {}
     for name in PACKAGES:
@@ -108,7 +135,8 @@ def _make_run_dir(out: str | None, algo: str, env_id: str, root: str) -> Path:
 
 
 def base_metadata() -> dict[str, Any]:
-    """What every record's metadata.json starts with: versions, machine, command, status."""
+    """What every record's metadata.json starts with: versions, machine, command, status (the full
+    package list goes to packages.txt, see `Record`)."""
     import jax
 
     from jaxrl.envs.registry import imported_modules
@@ -116,7 +144,9 @@ def base_metadata() -> dict[str, Any]:
     return {
         "jaxrl_version": importlib_metadata.version("jaxrl"),
         "git_commit": git_commit(),
+        "git_dirty": git_dirty(),
         "versions": versions(),
+        "packages_hash": packages_hash(installed_packages()),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device_kind": jax.devices()[0].device_kind,
@@ -225,6 +255,7 @@ class Record:
     def __init__(self, path: Path, **metadata):
         self.path = Path(path)
         self.meta = base_metadata() | metadata
+        atomic_write(self.path / "packages.txt", installed_packages())
         self.write_metadata()
 
     @classmethod

@@ -1,0 +1,467 @@
+"""Reports that compare algorithms, or commits of jaxrl, the way papers should (Agarwal et al. 2021).
+
+    jaxrl report DIR... [--out REPORT_DIR] [--labels a,b] [--reps 2000] [--seed 0]
+
+Each DIR is a run directory (`jaxrl train`), a sweep directory (its best point) or a bench directory
+(`jaxrl bench`: scores.csv + suite.yaml). Its runs are labelled by algorithm and short git commit (or by
+--labels, one per DIR), so that every label has a score matrix [runs x tasks] over the envs it ran on.
+The report directory holds
+
+    report.md         per-env scores, aggregate IQM / mean / median / optimality gap, probability of
+                      improvement between labels, the provenance of every input; all with 95% stratified
+                      bootstrap confidence intervals
+    aggregates.png    aggregate metrics with their intervals
+    profiles.png      performance profiles (score distributions) with CI bands
+    improvement.png   P(X > Y) for every pair of labels
+    curves.png        sample efficiency: IQM return over runs against env steps, CI band, one panel per env
+
+A score is a run's final return: the mean return of the training episodes that finished in the last 5% of
+its updates (as summary.json's final_return). Scores are normalised, (score - random) / (reference - random),
+with the per-env references of jaxrl/bench/references.yaml (a bench directory's scores.csv carries them);
+aggregates over envs without a reference use raw returns, and the report says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from jaxrl import plots, records, stats
+from jaxrl.errors import JaxrlError
+from jaxrl.sweep.record import is_sweep_dir
+
+REFERENCES = Path(__file__).parent / "bench" / "references.yaml"
+BENCH_COLUMNS = ("algo", "env", "seed", "final_return", "normalized_score", "status", "run_dir")
+METRICS = ("iqm", "mean", "median", "optimality_gap")  # stats.AGGREGATES in the order of the tables
+CURVE_POINTS = 60  # env-step grid of the sample-efficiency curves
+PROVENANCE = ("jaxrl_version", "git_commit", "git_dirty", "packages_hash", "device_kind", "device_count", "python",
+              "command", "status", "start_time")
+
+
+@dataclasses.dataclass
+class Runs:
+    """Some runs of one algorithm on one env, from one input."""
+
+    algo: str
+    env: str
+    finals: np.ndarray  # [runs] final returns (NaN: no episode finished near the end)
+    normalized: np.ndarray  # [runs] normalised final returns where the input gives them, else NaN
+    curves: list  # per run: (env_steps [T], smoothed return [T]); fewer than runs where a record is missing
+
+
+@dataclasses.dataclass
+class Source:
+    """One input directory: what it is, its metadata.json and its runs."""
+
+    path: Path
+    kind: str  # run, sweep or bench
+    meta: dict
+    runs: list[Runs]
+    note: str = ""  # what was taken from it (a sweep's best point)
+    labels: dict = dataclasses.field(default_factory=dict)  # algo -> label
+
+
+@dataclasses.dataclass
+class ReportResult:
+    """What `write_report` wrote and the numbers in it."""
+
+    out: Path
+    score_kind: str  # "normalised score" or "raw return"
+    tasks: list[str]  # the envs every label ran on: the columns of the score matrices
+    scores: dict[str, np.ndarray]  # label -> [runs, tasks]
+    aggregates: dict[str, dict[str, stats.Estimate]]  # label -> metric -> estimate
+    improvement: dict[tuple[str, str], stats.Estimate]  # (x, y) -> P(X > Y)
+    warnings: list[str]
+
+
+def load_source(path: str | Path) -> Source:
+    """A run, sweep or bench directory's runs; anything else is a one-line JaxrlError."""
+    path = Path(path)
+    if not path.is_dir():
+        raise JaxrlError(f"{str(path)!r} is not a directory; give run, sweep or bench directories")
+    if (path / "scores.csv").is_file() and (path / "suite.yaml").is_file():
+        return _load_bench(path)
+    if is_sweep_dir(path):
+        return _load_sweep(path)
+    if (path / "metrics.csv").is_file() and (path / "config.yaml").is_file():
+        return _load_run(path)
+    raise JaxrlError(f"{str(path)!r} is not a run directory (config.yaml, metrics.csv), a sweep directory "
+                     f"(spec.yaml, points.yaml) or a bench directory (scores.csv, suite.yaml)")
+
+
+def _metadata(path: Path) -> dict:
+    return records.read_metadata(path / "metadata.json") if (path / "metadata.json").is_file() else {}
+
+
+def _read_csv(path: Path) -> list[dict]:
+    try:
+        return records.read_metrics(path)
+    except (OSError, UnicodeDecodeError) as err:
+        raise JaxrlError(f"cannot read {str(path)!r}: {getattr(err, 'strerror', None) or err}") from None
+
+
+def _number(text) -> float:
+    return float(text) if text not in ("", None) else np.nan
+
+
+def _load_run(path: Path) -> Source:
+    config = _read_yaml(path / "config.yaml")
+    if not isinstance(config, dict) or "algo" not in config or "env" not in config:
+        raise JaxrlError(f"{str(path / 'config.yaml')!r} names no algo and env; is {str(path)!r} a run directory?")
+    seeds, curves, finals = _run_metrics(path / "metrics.csv")
+    runs = Runs(config["algo"], config["env"], finals, np.full(len(finals), np.nan), curves)
+    return Source(path, "run", _metadata(path), [runs])
+
+
+def _read_yaml(path: Path):
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise JaxrlError(f"cannot read {str(path)!r}: {getattr(err, 'strerror', None) or err}") from None
+
+
+def _run_metrics(path: Path, only_seeds=None):
+    """A run record's metrics.csv: its seeds, each seed's (env_steps, smoothed return) curve and final
+    return (`records.final_returns`, as summary.json has it)."""
+    rows = _read_csv(path)
+    by_seed: dict[int, list[dict]] = {}
+    try:
+        for row in rows:
+            by_seed.setdefault(int(row["seed"]), []).append(row)
+        seeds = sorted(s for s in by_seed if only_seeds is None or s in only_seeds)
+        length = min((len(by_seed[s]) for s in seeds), default=0)
+        table = {s: sorted(by_seed[s], key=lambda r: int(r["update"]))[:length] for s in seeds}
+        episodes = np.array([[_number(r["episodes"]) for r in table[s]] for s in seeds]).reshape(len(seeds), length)
+        returns = np.array([[_number(r["episode_return"]) for r in table[s]] for s in seeds]).reshape(len(seeds), length)
+        steps = np.array([int(r["env_steps"]) for r in table[seeds[0]]]) if seeds else np.zeros(0)
+    except (KeyError, ValueError) as err:
+        raise JaxrlError(f"{str(path)!r} is damaged ({type(err).__name__}: {err}); it needs seed, update, "
+                         f"env_steps, episodes and episode_return columns") from None
+    if length == 0:
+        raise JaxrlError(f"{str(path)!r} has no rows{' for seeds ' + str(sorted(only_seeds)) if only_seeds else ''}; "
+                         f"has the run logged an update yet?")
+    metrics = {"episodes": np.nan_to_num(episodes), "episode_return_sum": np.nan_to_num(returns * episodes)}
+    smoothed = records.smoothed_returns(metrics)
+    return seeds, [(steps, smoothed[i]) for i in range(len(seeds))], records.final_returns(metrics)
+
+
+def _load_sweep(path: Path) -> Source:
+    """A sweep directory's best point (ranking.csv's first row): its seeds' final returns and curves."""
+    from jaxrl import algos
+    from jaxrl.sweep.spec import load_spec
+
+    spec = load_spec(path / "spec.yaml")
+    ranking = _read_csv(path / "ranking.csv") if (path / "ranking.csv").is_file() else []
+    if not ranking:
+        raise JaxrlError(f"sweep {str(path)!r} has no ranked point yet (no ranking.csv); report it once a group "
+                         f"has finished")
+    best = int(ranking[0]["point"])
+    rows = [r for r in _read_csv(path / "runs.csv") if int(r["point"]) == best]
+    finals = np.array([_number(r["final_return"]) for r in rows])
+    curves = []
+    data = dict(np.load(path / "curves.npz")) if (path / "curves.npz").is_file() else {}
+    for row in rows:
+        group = f"group{row['group']}"
+        if f"{group}_runs" in data:
+            index = int(np.flatnonzero(data[f"{group}_runs"] == int(row["run"]))[0])
+            per_update = data[f"{group}_returns"][index][None]  # mean return per logged update, NaN: none
+            smoothed = records.smoothed_returns({"episodes": np.isfinite(per_update).astype(np.float64),
+                                                 "episode_return_sum": np.nan_to_num(per_update)})[0]
+            curves.append((data[f"{group}_env_steps"], smoothed))
+    env = spec.base.get("env", algos.get(spec.algo).Config.env)
+    runs = Runs(spec.algo, env, finals, np.full(len(finals), np.nan), curves)
+    return Source(path, "sweep", _metadata(path), [runs],
+                  note=f"best point {best} of {len(yaml.safe_load((path / 'points.yaml').read_text()))}")
+
+
+def _load_bench(path: Path) -> Source:
+    """A bench directory: scores.csv's rows per (algo, env), curves from each row's run record."""
+    rows = _read_csv(path / "scores.csv")
+    if not rows or any(column not in rows[0] for column in BENCH_COLUMNS):
+        raise JaxrlError(f"{str(path / 'scores.csv')!r} has no rows or lacks columns; expected "
+                         f"{','.join(BENCH_COLUMNS)}")
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["algo"], row["env"]), []).append(row)
+    runs = []
+    for (algo, env), group in groups.items():
+        seeds_of: dict[str, set] = {}  # a run record may hold several seeds of the group
+        for row in group:
+            seeds_of.setdefault(row["run_dir"], set()).add(int(row["seed"]))
+        curves = []
+        for run_dir, seeds in seeds_of.items():
+            if run_dir and (path / run_dir / "metrics.csv").is_file():
+                curves += _run_metrics(path / run_dir / "metrics.csv", seeds)[1]
+        runs.append(Runs(algo, env, np.array([_number(r["final_return"]) for r in group]),
+                         np.array([_number(r["normalized_score"]) for r in group]), curves))
+    return Source(path, "bench", _metadata(path), runs)
+
+
+def load_references(references=None) -> dict[str, dict]:
+    """{env: {random, reference, source}} from a YAML file (default jaxrl/bench/references.yaml, when it
+    exists) or a dict."""
+    if isinstance(references, dict):
+        return references
+    path = Path(references) if references is not None else REFERENCES
+    if not path.is_file():
+        if references is not None:
+            raise JaxrlError(f"references file {str(path)!r} does not exist")
+        return {}
+    data = _read_yaml(path) or {}
+    if not isinstance(data, dict) or not all(isinstance(v, dict) and {"random", "reference"} <= set(v)
+                                              for v in data.values()):
+        raise JaxrlError(f"{str(path)!r} must map env ids to {{random, reference, source}}")
+    return data
+
+
+def default_label(source: Source, algo: str) -> str:
+    """algo@commit (7 hex digits, +dirty for uncommitted changes), or the algorithm alone without a commit."""
+    commit = source.meta.get("git_commit")
+    if not commit:
+        return algo
+    return f"{algo}@{commit[:7]}" + ("+dirty" if source.meta.get("git_dirty") else "")
+
+
+def _short(path: Path) -> str:
+    return str(path).rstrip("/")
+
+
+def _fmt(x: float) -> str:
+    """A score as the report prints it."""
+    if not np.isfinite(x):
+        return "n/a"
+    return f"{x:.3f}" if abs(x) < 100 else f"{x:.1f}"
+
+
+def _ci(estimate: stats.Estimate) -> str:
+    return f"{_fmt(estimate.point)} [{_fmt(estimate.low)}, {_fmt(estimate.high)}]"
+
+
+def write_report(dirs, out: str | Path | None = None, labels: list[str] | None = None, *, reps: int = 2000,
+                 seed: int = 0, references=None) -> ReportResult:
+    """Compare the runs of run, sweep and bench directories in a Markdown report with plots (see the
+    module docstring). `labels`: one per directory (default algo@commit); `references`: a YAML path or dict
+    of per-env {random, reference} returns (default jaxrl/bench/references.yaml); `reps`: bootstrap
+    resamples, drawn from a generator seeded with `seed`."""
+    dirs = [dirs] if isinstance(dirs, (str, Path)) else list(dirs)
+    if not dirs:
+        raise JaxrlError("report needs at least one run, sweep or bench directory")
+    if labels is not None and len(labels) != len(dirs):
+        raise JaxrlError(f"--labels gives {len(labels)} label(s) for {len(dirs)} director(ies); give one per "
+                         f"directory, comma-separated")
+    if not isinstance(reps, (int, np.integer)) or reps < 1:
+        raise JaxrlError(f"--reps={reps!r}: must be a positive integer")
+    refs = load_references(references)
+    sources = [load_source(d) for d in dirs]
+    warnings: list[str] = []
+    for i, source in enumerate(sources):
+        algos_here = list(dict.fromkeys(r.algo for r in source.runs))
+        for algo in algos_here:
+            if labels is None:
+                source.labels[algo] = default_label(source, algo)
+            else:
+                source.labels[algo] = labels[i] if len(algos_here) == 1 else f"{labels[i]}/{algo}"
+
+    # label -> env -> pooled runs
+    pooled: dict[str, dict[str, dict]] = {}
+    for source in sources:
+        for runs in source.runs:
+            entry = pooled.setdefault(source.labels[runs.algo], {}).setdefault(
+                runs.env, {"finals": [], "normalized": [], "curves": []})
+            ref = refs.get(runs.env)
+            normalized = runs.normalized
+            if ref is not None and np.isnan(normalized).all():
+                normalized = stats.normalize(runs.finals[:, None], [ref["random"]], [ref["reference"]])[:, 0]
+            entry["finals"].append(runs.finals)
+            entry["normalized"].append(normalized)
+            entry["curves"] += [(x, _normalize_curve(y, ref)) for x, y in runs.curves]
+    for label, envs in pooled.items():
+        for env, entry in envs.items():
+            finals, normalized = np.concatenate(entry["finals"]), np.concatenate(entry["normalized"])
+            missing = np.isnan(finals)
+            if missing.any():
+                warnings.append(f"{label} on {env}: {missing.sum()} of {missing.size} run(s) finished no episode near "
+                                f"the end and have no score; left out")
+            entry["finals"], entry["normalized"] = finals[~missing], normalized[~missing]
+    names = list(pooled)
+    tasks = [env for env in pooled[names[0]] if all(env in pooled[label] and pooled[label][env]["finals"].size
+                                                    for label in names)]
+    for label in names:
+        extra = [env for env in pooled[label] if env not in tasks]
+        if extra:
+            warnings.append(f"{label}: {', '.join(extra)} left out of the aggregates (not every label ran there)")
+    if not tasks:
+        raise JaxrlError("the labels share no env with a scored run: " + "; ".join(
+            f"{label} ran {', '.join(pooled[label]) or 'nothing'}" for label in names))
+    normalised = all(np.isfinite(pooled[label][env]["normalized"]).all() for label in names for env in tasks)
+    score_kind = "normalised score" if normalised else "raw return"
+    if not normalised:
+        unreferenced = [env for env in tasks if not all(np.isfinite(pooled[label][env]["normalized"]).all()
+                                                        for label in names)]
+        warnings.append(f"no normalisation reference for {', '.join(unreferenced)}: aggregates use raw returns"
+                        + (", which mix the envs' scales" if len(tasks) > 1 else "")
+                        + " and have no optimality gap")
+    key = "normalized" if normalised else "finals"
+    scores = {}
+    for label in names:
+        count = min(pooled[label][env][key].size for env in tasks)
+        if any(pooled[label][env][key].size > count for env in tasks):
+            warnings.append(f"{label}: envs have different numbers of runs; the aggregates use the first {count} "
+                            f"of each")
+        scores[label] = np.stack([pooled[label][env][key][:count] for env in tasks], axis=1)
+
+    metrics = {k: stats.AGGREGATES[k] for k in METRICS if normalised or k != "optimality_gap"}
+    aggregates = stats.interval_estimates(scores, metrics, reps=reps, seed=seed)
+    improvement = {(x, y): stats.probability_of_improvement(scores, x, y, reps=reps, seed=seed)
+                   for x, y in itertools.combinations(names, 2)}
+    warnings += _provenance_warnings(sources)
+
+    out = _output_dir(out)
+    every = np.concatenate([s.ravel() for s in scores.values()])
+    taus = np.linspace(min(every.min(), 0.0 if normalised else every.min()),
+                       max(every.max(), 1.0 if normalised else every.max()), 81)
+    profiles = stats.performance_profile(scores, taus, reps=reps, seed=seed)
+    plots.plot_aggregates(out / "aggregates.png", aggregates, score_kind)
+    plots.plot_profiles(out / "profiles.png", taus, profiles, score_kind)
+    if improvement:
+        plots.plot_improvement(out / "improvement.png", improvement)
+    curves = {env: {label: _curve_estimate(pooled[label][env]["curves"], reps, seed)
+                    for label in names if env in pooled[label] and pooled[label][env]["curves"]}
+              for env in dict.fromkeys(env for label in names for env in pooled[label])}
+    curves = {env: {label: c for label, c in by_label.items() if c is not None} for env, by_label in curves.items()}
+    curves = {env: by_label for env, by_label in curves.items() if by_label}
+    if curves:
+        plots.plot_sample_efficiency(out / "curves.png", curves,
+                                     {env: "normalised return" if env in refs else "return" for env in curves})
+    text = _markdown(sources, pooled, names, tasks, score_kind, scores, aggregates, improvement, bool(curves),
+                     warnings, refs, reps, seed)
+    records.atomic_write(out / "report.md", text)
+    return ReportResult(out, score_kind, tasks, scores, aggregates, improvement, warnings)
+
+
+def _normalize_curve(y: np.ndarray, ref: dict | None) -> np.ndarray:
+    return y if ref is None else (y - ref["random"]) / (ref["reference"] - ref["random"])
+
+
+def _curve_estimate(curves: list, reps: int, seed: int):
+    """IQM over runs of the curves on a common env-step grid, with bootstrap CI bands: (steps, Estimate),
+    or None where the runs have no step at which every one has a return."""
+    curves = [(x, y) for x, y in curves if np.isfinite(y).any()]
+    if not curves:
+        return None
+    start = max(x[np.isfinite(y)][0] for x, y in curves)
+    end = min(x[-1] for x, _ in curves)
+    if start > end:
+        return None
+    grid = np.unique(np.linspace(start, end, CURVE_POINTS).round())
+    ys = np.stack([np.interp(grid, x[np.isfinite(y)], y[np.isfinite(y)]) for x, y in curves])
+
+    def iqm_per_step(sample):  # [..., runs, steps] -> [..., steps]
+        return stats.iqm(np.swapaxes(sample, -1, -2)[..., None])
+
+    return grid, stats.interval_estimates({"": ys}, iqm_per_step, reps=reps, seed=seed)[""]
+
+
+def _provenance_warnings(sources: list[Source]) -> list[str]:
+    """Dirty checkouts, differing package sets and records too old to tell."""
+    warnings = []
+    dirty = [_short(source.path) for source in sources if source.meta.get("git_dirty")]
+    if dirty:
+        warnings.append(f"written from a git checkout with uncommitted changes (+dirty), so their code is in no "
+                        f"commit: {', '.join(dirty)}")
+    hashes: dict[str, list[str]] = {}
+    for source in sources:
+        hashes.setdefault(source.meta.get("packages_hash") or "unknown", []).append(_short(source.path))
+    if len(hashes) > 1:
+        warnings.append("the inputs were run with different installed packages (packages_hash): " + "; ".join(
+            f"{h}: {', '.join(paths)}" for h, paths in hashes.items()) + " (compare their packages.txt)")
+    return warnings
+
+
+def _output_dir(out) -> Path:
+    """`out`, or reports/<time>; never a directory that holds anything."""
+    path = Path(out) if out else Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    return records._make_run_dir(str(path), "", "", "")
+
+
+def _markdown(sources, pooled, names, tasks, score_kind, scores, aggregates, improvement, has_curves, warnings,
+              refs, reps, seed) -> str:
+    lines = ["# jaxrl report", "",
+             f"{records.now()}: {len(names)} label(s) on {len(tasks)} env(s) from {len(sources)} input(s). "
+             f"A run's score is its final return (mean return of the training episodes that finished in the last "
+             f"5% of its updates)" + (", normalised as (score - random) / (reference - random)" if score_kind ==
+                                     "normalised score" else "") + f". Intervals: 95% stratified bootstrap over "
+             f"runs, {reps} resamples, seed {seed}.", ""]
+    if warnings:
+        lines += ["## Warnings", ""] + [f"- {w}" for w in warnings] + [""]
+
+    lines += ["## Per-env scores", "", "Mean final return [95% CI] (runs); normalised scores below where the env "
+              "has a reference.", ""]
+    envs = list(dict.fromkeys(env for label in names for env in pooled[label]))
+    for key, title in (("finals", "return"), ("normalized", "normalised score")):
+        shown = [env for env in envs if key == "finals" or any(
+            env in pooled[label] and pooled[label][env][key].size and np.isfinite(pooled[label][env][key]).all()
+            for label in names)]
+        if not shown:
+            continue
+        lines += [f"| env ({title}) | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for env in shown:
+            values = {label: pooled[label][env][key][:, None] for label in names if env in pooled[label]
+                      and pooled[label][env][key].size and np.isfinite(pooled[label][env][key]).all()}
+            estimates = stats.interval_estimates(values, stats.mean, reps=reps, seed=seed) if values else {}
+            cells = [f"{_ci(estimates[label])} ({values[label].shape[0]})" if label in estimates else "-"
+                     for label in names]
+            lines.append(f"| {env} | " + " | ".join(cells) + " |")
+        lines.append("")
+    for env in envs:
+        if env in refs:
+            lines.append(f"- {env}: random {refs[env]['random']}, reference {refs[env]['reference']} "
+                         f"({refs[env].get('source', 'source not given')})")
+    lines.append("")
+
+    metric_names = list(next(iter(aggregates.values())))
+    headers = {"iqm": "IQM", "mean": "mean", "median": "median", "optimality_gap": "optimality gap"}
+    lines += [f"## Aggregate metrics ({score_kind}, {len(tasks)} env(s): {', '.join(tasks)})", "",
+              "| label | runs x envs | " + " | ".join(headers[m] for m in metric_names) + " |",
+              "|---" * (len(metric_names) + 2) + "|"]
+    for label in names:
+        runs, count = scores[label].shape
+        lines.append(f"| {label} | {runs} x {count} | " + " | ".join(_ci(aggregates[label][m]) for m in metric_names)
+                     + " |")
+    lines += ["", "IQM: mean of the middle 50% of all runs x envs; optimality gap: mean shortfall below 1 "
+              "(the reference).", "", "![aggregate metrics](aggregates.png)", "",
+              "## Performance profiles", "", f"Fraction of runs with {score_kind} above tau, with 95% CI bands.", "",
+              "![performance profiles](profiles.png)", ""]
+    if improvement:
+        lines += ["## Probability of improvement", "", "P(X > Y): the chance that a run of X on a random env "
+                  "scores above a run of Y (Mann-Whitney U over run pairs, averaged over envs).", "",
+                  "| X | Y | P(X > Y) [95% CI] |", "|---|---|---|"]
+        lines += [f"| {x} | {y} | {_ci(est)} |" for (x, y), est in improvement.items()]
+        lines += ["", "![probability of improvement](improvement.png)", ""]
+    if has_curves:
+        lines += ["## Sample efficiency", "", "IQM over runs of the smoothed training return against env steps, "
+                  "95% bootstrap CI band (normalised where the env has a reference).", "",
+                  "![sample efficiency](curves.png)", ""]
+
+    lines += ["## Provenance", "", "| input | kind | label(s) | runs | " + " | ".join(PROVENANCE) + " |",
+              "|---" * (len(PROVENANCE) + 4) + "|"]
+    for source in sources:
+        meta = source.meta
+        cells = []
+        for field in PROVENANCE:
+            value = meta.get(field)
+            if field == "command" and isinstance(value, list):
+                value = "`" + " ".join(value).replace("|", "\\|") + "`"
+            cells.append("?" if value is None else str(value))
+        count = sum(r.finals.size for r in source.runs)
+        kind = source.kind + (f" ({source.note})" if source.note else "")
+        lines.append(f"| {_short(source.path)} | {kind} | {', '.join(dict.fromkeys(source.labels.values()))} | "
+                     f"{count} | " + " | ".join(cells) + " |")
+    lines += ["", "Configs: config.yaml of each run directory (spec.yaml of a sweep, suite.yaml of a bench); "
+              "installed packages: packages.txt beside each metadata.json.", ""]
+    return "\n".join(lines)
