@@ -276,12 +276,13 @@ def plot_improvement(path: Path, improvement: dict) -> Path:
     return save_figure(fig, path)
 
 
-def plot_sample_efficiency(path: Path, curves: dict, ylabels: dict) -> Path:
+def plot_sample_efficiency(path: Path, curves: dict, labels: list[str], ylabels: dict) -> Path:
     """Return against env steps, one panel per env ({env: {label: (steps [T], stats.Estimate of [T])}}):
-    the IQM over runs and its 95% CI band."""
+    the IQM over runs and its 95% CI band. `labels`: all of the report's, in the order that gives each
+    the colour it has in the other figures."""
     plt = _pyplot()
     envs = list(curves)
-    colors = _label_colors(dict.fromkeys(label for by_label in curves.values() for label in by_label))
+    colors = _label_colors(labels)
     columns = min(3, len(envs))
     rows = -(-len(envs) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.4 * rows), squeeze=False)

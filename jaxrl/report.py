@@ -227,10 +227,6 @@ def default_label(source: Source, algo: str) -> str:
     return f"{algo}@{commit[:7]}" + ("+dirty" if source.meta.get("git_dirty") else "")
 
 
-def _short(path: Path) -> str:
-    return str(path).rstrip("/")
-
-
 def _fmt(x: float) -> str:
     """A score as the report prints it."""
     if not np.isfinite(x):
@@ -258,63 +254,11 @@ def write_report(dirs, out: str | Path | None = None, labels: list[str] | None =
         raise JaxrlError(f"--reps={reps!r}: must be a positive integer")
     refs = load_references(references)
     sources = [load_source(d) for d in dirs]
-    warnings: list[str] = []
-    for i, source in enumerate(sources):
-        algos_here = list(dict.fromkeys(r.algo for r in source.runs))
-        for algo in algos_here:
-            if labels is None:
-                source.labels[algo] = default_label(source, algo)
-            else:
-                source.labels[algo] = labels[i] if len(algos_here) == 1 else f"{labels[i]}/{algo}"
-
-    # label -> env -> pooled runs
-    pooled: dict[str, dict[str, dict]] = {}
-    for source in sources:
-        for runs in source.runs:
-            entry = pooled.setdefault(source.labels[runs.algo], {}).setdefault(
-                runs.env, {"finals": [], "normalized": [], "curves": []})
-            ref = refs.get(runs.env)
-            normalized = runs.normalized
-            if ref is not None and np.isnan(normalized).all():
-                normalized = stats.normalize(runs.finals[:, None], [ref["random"]], [ref["reference"]])[:, 0]
-            entry["finals"].append(runs.finals)
-            entry["normalized"].append(normalized)
-            entry["curves"] += [(x, _normalize_curve(y, ref)) for x, y in runs.curves]
-    for label, envs in pooled.items():
-        for env, entry in envs.items():
-            finals, normalized = np.concatenate(entry["finals"]), np.concatenate(entry["normalized"])
-            missing = np.isnan(finals)
-            if missing.any():
-                warnings.append(f"{label} on {env}: {missing.sum()} of {missing.size} run(s) finished no episode near "
-                                f"the end and have no score; left out")
-            entry["finals"], entry["normalized"] = finals[~missing], normalized[~missing]
+    _label(sources, labels)
+    pooled, warnings = _pool(sources, refs)
     names = list(pooled)
-    tasks = [env for env in pooled[names[0]] if all(env in pooled[label] and pooled[label][env]["finals"].size
-                                                    for label in names)]
-    for label in names:
-        extra = [env for env in pooled[label] if env not in tasks]
-        if extra:
-            warnings.append(f"{label}: {', '.join(extra)} left out of the aggregates (not every label ran there)")
-    if not tasks:
-        raise JaxrlError("the labels share no env with a scored run: " + "; ".join(
-            f"{label} ran {', '.join(pooled[label]) or 'nothing'}" for label in names))
-    normalised = all(np.isfinite(pooled[label][env]["normalized"]).all() for label in names for env in tasks)
+    tasks, normalised, scores = _score_matrices(pooled, warnings)
     score_kind = "normalised score" if normalised else "raw return"
-    if not normalised:
-        unreferenced = [env for env in tasks if not all(np.isfinite(pooled[label][env]["normalized"]).all()
-                                                        for label in names)]
-        warnings.append(f"no normalisation reference for {', '.join(unreferenced)}: aggregates use raw returns"
-                        + (", which mix the envs' scales" if len(tasks) > 1 else "")
-                        + " and have no optimality gap")
-    key = "normalized" if normalised else "finals"
-    scores = {}
-    for label in names:
-        count = min(pooled[label][env][key].size for env in tasks)
-        if any(pooled[label][env][key].size > count for env in tasks):
-            warnings.append(f"{label}: envs have different numbers of runs; the aggregates use the first {count} "
-                            f"of each")
-        scores[label] = np.stack([pooled[label][env][key][:count] for env in tasks], axis=1)
-
     metrics = {k: stats.AGGREGATES[k] for k in METRICS if normalised or k != "optimality_gap"}
     aggregates = stats.interval_estimates(scores, metrics, reps=reps, seed=seed)
     improvement = {(x, y): stats.probability_of_improvement(scores, x, y, reps=reps, seed=seed)
@@ -330,18 +274,89 @@ def write_report(dirs, out: str | Path | None = None, labels: list[str] | None =
     plots.plot_profiles(out / "profiles.png", taus, profiles, score_kind)
     if improvement:
         plots.plot_improvement(out / "improvement.png", improvement)
-    curves = {env: {label: _curve_estimate(pooled[label][env]["curves"], reps, seed)
-                    for label in names if env in pooled[label] and pooled[label][env]["curves"]}
-              for env in dict.fromkeys(env for label in names for env in pooled[label])}
-    curves = {env: {label: c for label, c in by_label.items() if c is not None} for env, by_label in curves.items()}
-    curves = {env: by_label for env, by_label in curves.items() if by_label}
+    curves = {}
+    for label, envs in pooled.items():
+        for env, entry in envs.items():
+            curve = _curve_estimate(entry["curves"], reps, seed)
+            if curve is not None:
+                curves.setdefault(env, {})[label] = curve
     if curves:
-        plots.plot_sample_efficiency(out / "curves.png", curves,
+        plots.plot_sample_efficiency(out / "curves.png", curves, names,
                                      {env: "normalised return" if env in refs else "return" for env in curves})
-    text = _markdown(sources, pooled, names, tasks, score_kind, scores, aggregates, improvement, bool(curves),
+    text = _markdown(sources, pooled, tasks, score_kind, scores, aggregates, improvement, bool(curves),
                      warnings, refs, reps, seed)
     records.atomic_write(out / "report.md", text)
     return ReportResult(out, score_kind, tasks, scores, aggregates, improvement, warnings)
+
+
+def _label(sources: list[Source], labels: list[str] | None) -> None:
+    """Each source's label per algorithm: algo@commit, or the given label (label/algo where a bench
+    directory holds several algorithms)."""
+    for i, source in enumerate(sources):
+        algos_here = list(dict.fromkeys(r.algo for r in source.runs))
+        for algo in algos_here:
+            if labels is None:
+                source.labels[algo] = default_label(source, algo)
+            else:
+                source.labels[algo] = labels[i] if len(algos_here) == 1 else f"{labels[i]}/{algo}"
+
+
+def _pool(sources: list[Source], refs: dict) -> tuple[dict, list[str]]:
+    """{label: {env: {finals, normalized: [runs], curves}}} over all sources (normalised by `refs` where the
+    source gave no normalised scores; runs without a score left out), and warnings."""
+    pooled: dict[str, dict[str, dict]] = {}
+    for source in sources:
+        for runs in source.runs:
+            entry = pooled.setdefault(source.labels[runs.algo], {}).setdefault(
+                runs.env, {"finals": [], "normalized": [], "curves": []})
+            ref = refs.get(runs.env)
+            normalized = runs.normalized
+            if ref is not None and np.isnan(normalized).all():
+                normalized = stats.normalize(runs.finals[:, None], [ref["random"]], [ref["reference"]])[:, 0]
+            entry["finals"].append(runs.finals)
+            entry["normalized"].append(normalized)
+            entry["curves"] += [(x, _normalize_curve(y, ref)) for x, y in runs.curves]
+    warnings = []
+    for label, envs in pooled.items():
+        for env, entry in envs.items():
+            finals, normalized = np.concatenate(entry["finals"]), np.concatenate(entry["normalized"])
+            missing = np.isnan(finals)
+            if missing.any():
+                warnings.append(f"{label} on {env}: {missing.sum()} of {missing.size} run(s) finished no episode near "
+                                f"the end and have no score; left out")
+            entry["finals"], entry["normalized"] = finals[~missing], normalized[~missing]
+    return pooled, warnings
+
+
+def _score_matrices(pooled: dict, warnings: list[str]) -> tuple[list[str], bool, dict[str, np.ndarray]]:
+    """The tasks (envs every label has scores on), whether all their scores are normalised, and each
+    label's [runs, tasks] matrix (normalised, else raw; as many runs per task as its fewest); appends
+    to `warnings` what was left out."""
+    names = list(pooled)
+    tasks = [env for env in pooled[names[0]] if all(env in pooled[label] and pooled[label][env]["finals"].size
+                                                    for label in names)]
+    for label in names:
+        extra = [env for env in pooled[label] if env not in tasks]
+        if extra:
+            warnings.append(f"{label}: {', '.join(extra)} left out of the aggregates (not every label has scores "
+                            f"there)")
+    if not tasks:
+        raise JaxrlError("the labels share no env with a scored run: " + "; ".join(
+            f"{label} ran {', '.join(pooled[label]) or 'nothing'}" for label in names))
+    unreferenced = [env for env in tasks if not all(np.isfinite(pooled[label][env]["normalized"]).all()
+                                                    for label in names)]
+    if unreferenced:
+        warnings.append(f"no normalisation reference for {', '.join(unreferenced)}: aggregates use raw returns"
+                        + (", which mix the envs' scales" if len(tasks) > 1 else "") + " and have no optimality gap")
+    key = "finals" if unreferenced else "normalized"
+    scores = {}
+    for label in names:
+        count = min(pooled[label][env][key].size for env in tasks)
+        if any(pooled[label][env][key].size > count for env in tasks):
+            warnings.append(f"{label}: envs have different numbers of runs; the aggregates use the first {count} "
+                            f"of each")
+        scores[label] = np.stack([pooled[label][env][key][:count] for env in tasks], axis=1)
+    return tasks, not unreferenced, scores
 
 
 def _normalize_curve(y: np.ndarray, ref: dict | None) -> np.ndarray:
@@ -370,13 +385,13 @@ def _curve_estimate(curves: list, reps: int, seed: int):
 def _provenance_warnings(sources: list[Source]) -> list[str]:
     """Dirty checkouts, differing package sets and records too old to tell."""
     warnings = []
-    dirty = [_short(source.path) for source in sources if source.meta.get("git_dirty")]
+    dirty = [str(source.path) for source in sources if source.meta.get("git_dirty")]
     if dirty:
         warnings.append(f"written from a git checkout with uncommitted changes (+dirty), so their code is in no "
                         f"commit: {', '.join(dirty)}")
     hashes: dict[str, list[str]] = {}
     for source in sources:
-        hashes.setdefault(source.meta.get("packages_hash") or "unknown", []).append(_short(source.path))
+        hashes.setdefault(source.meta.get("packages_hash") or "unknown", []).append(str(source.path))
     if len(hashes) > 1:
         warnings.append("the inputs were run with different installed packages (packages_hash): " + "; ".join(
             f"{h}: {', '.join(paths)}" for h, paths in hashes.items()) + " (compare their packages.txt)")
@@ -389,8 +404,9 @@ def _output_dir(out) -> Path:
     return records._make_run_dir(str(path), "", "", "")
 
 
-def _markdown(sources, pooled, names, tasks, score_kind, scores, aggregates, improvement, has_curves, warnings,
+def _markdown(sources, pooled, tasks, score_kind, scores, aggregates, improvement, has_curves, warnings,
               refs, reps, seed) -> str:
+    names = list(pooled)
     lines = ["# jaxrl report", "",
              f"{records.now()}: {len(names)} label(s) on {len(tasks)} env(s) from {len(sources)} input(s). "
              f"A run's score is its final return (mean return of the training episodes that finished in the last "
@@ -460,7 +476,7 @@ def _markdown(sources, pooled, names, tasks, score_kind, scores, aggregates, imp
             cells.append("?" if value is None else str(value))
         count = sum(r.finals.size for r in source.runs)
         kind = source.kind + (f" ({source.note})" if source.note else "")
-        lines.append(f"| {_short(source.path)} | {kind} | {', '.join(dict.fromkeys(source.labels.values()))} | "
+        lines.append(f"| {str(source.path)} | {kind} | {', '.join(dict.fromkeys(source.labels.values()))} | "
                      f"{count} | " + " | ".join(cells) + " |")
     lines += ["", "Configs: config.yaml of each run directory (spec.yaml of a sweep, suite.yaml of a bench); "
               "installed packages: packages.txt beside each metadata.json.", ""]
