@@ -152,10 +152,9 @@ def _run_metrics(path: Path, only_seeds=None):
 
 def _load_sweep(path: Path) -> Source:
     """A sweep directory's best point (ranking.csv's first row): its seeds' final returns and curves."""
-    from jaxrl import algos
-    from jaxrl.sweep.spec import load_spec
-
-    spec = load_spec(path / "spec.yaml")
+    spec = _read_yaml(path / "spec.yaml")  # as the sweep was given it, and validated then
+    if not isinstance(spec, dict) or not isinstance(spec.get("algo"), str):
+        raise JaxrlError(f"{str(path / 'spec.yaml')!r} names no algo; is {str(path)!r} a sweep directory?")
     ranking = _read_csv(path / "ranking.csv") if (path / "ranking.csv").is_file() else []
     if not ranking:
         raise JaxrlError(f"sweep {str(path)!r} has no ranked point yet (no ranking.csv); report it once a group "
@@ -173,8 +172,12 @@ def _load_sweep(path: Path) -> Source:
             smoothed = records.smoothed_returns({"episodes": np.isfinite(per_update).astype(np.float64),
                                                  "episode_return_sum": np.nan_to_num(per_update)})[0]
             curves.append((data[f"{group}_env_steps"], smoothed))
-    env = spec.base.get("env", algos.get(spec.algo).Config.env)
-    runs = Runs(spec.algo, env, finals, np.full(len(finals), np.nan), curves)
+    env = spec.get("env") or (spec.get("base") or {}).get("env")
+    if env is None:  # the algorithm's default env; importing the algorithms costs seconds, so only here
+        from jaxrl import algos
+
+        env = algos.get(spec["algo"]).Config.env
+    runs = Runs(spec["algo"], env, finals, np.full(len(finals), np.nan), curves)
     return Source(path, "sweep", _metadata(path), [runs],
                   note=f"best point {best} of {len(yaml.safe_load((path / 'points.yaml').read_text()))}")
 
@@ -346,7 +349,8 @@ def _score_matrices(pooled: dict, warnings: list[str]) -> tuple[list[str], bool,
     unreferenced = [env for env in tasks if not all(np.isfinite(pooled[label][env]["normalized"]).all()
                                                     for label in names)]
     if unreferenced:
-        warnings.append(f"no normalisation reference for {', '.join(unreferenced)}: aggregates use raw returns"
+        warnings.append(f"no normalisation reference for {', '.join(unreferenced)} (not in {REFERENCES.name} and "
+                        f"not in every input's scores.csv): aggregates use raw returns"
                         + (", which mix the envs' scales" if len(tasks) > 1 else "") + " and have no optimality gap")
     key = "finals" if unreferenced else "normalized"
     scores = {}

@@ -90,6 +90,17 @@ def test_labels_raw_returns_and_a_second_report_into_the_same_directory(two_labe
         write_report(dirs, out, reps=50)
 
 
+def test_cli_report_prints_each_labels_iqm_and_the_report_path(two_labels, tmp_path, capsys):
+    dirs, _, _ = two_labels
+    out = tmp_path / "cli"
+    assert main(["report", *map(str, dirs[:2]), "--out", str(out), "--labels", "mine,mine", "--reps", "50"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"^mine: IQM .* \(4 x 2 runs x envs\)$", printed, re.M)
+    assert printed.endswith(f"report: {out / 'report.md'}\n") and (out / "report.md").is_file()
+    assert main(["report", str(dirs[0]), "--labels", "a,b"]) == 2
+    assert "--labels gives 2 label(s) for 1 director(ies)" in capsys.readouterr().err
+
+
 def test_a_sweep_directory_reports_its_best_point(tmp_path):
     sweep = tmp_path / "sweep"
     sweep.mkdir()
