@@ -33,7 +33,6 @@ import yaml
 
 from jaxrl import plots, records, stats
 from jaxrl.errors import JaxrlError
-from jaxrl.sweep.record import is_sweep_dir
 
 REFERENCES = Path(__file__).parent / "bench" / "references.yaml"
 BENCH_COLUMNS = ("algo", "env", "seed", "final_return", "normalized_score", "status", "run_dir")
@@ -63,6 +62,7 @@ class Source:
     meta: dict
     runs: list[Runs]
     note: str = ""  # what was taken from it (a sweep's best point)
+    config: dict | None = None  # the config its runs share (a bench directory's runs have one each)
     labels: dict = dataclasses.field(default_factory=dict)  # algo -> label
 
 
@@ -86,10 +86,12 @@ def load_source(path: str | Path) -> Source:
         raise JaxrlError(f"{str(path)!r} is not a directory; give run, sweep or bench directories")
     if (path / "scores.csv").is_file() and (path / "suite.yaml").is_file():
         return _load_bench(path)
-    if is_sweep_dir(path):
-        return _load_sweep(path)
     if (path / "metrics.csv").is_file() and (path / "config.yaml").is_file():
         return _load_run(path)
+    from jaxrl.sweep.record import is_sweep_dir  # only here: jaxrl.sweep imports the algorithms (seconds)
+
+    if is_sweep_dir(path):
+        return _load_sweep(path)
     raise JaxrlError(f"{str(path)!r} is not a run directory (config.yaml, metrics.csv), a sweep directory "
                      f"(spec.yaml, points.yaml) or a bench directory (scores.csv, suite.yaml)")
 
@@ -115,7 +117,7 @@ def _load_run(path: Path) -> Source:
         raise JaxrlError(f"{str(path / 'config.yaml')!r} names no algo and env; is {str(path)!r} a run directory?")
     seeds, curves, finals = _run_metrics(path / "metrics.csv")
     runs = Runs(config["algo"], config["env"], finals, np.full(len(finals), np.nan), curves)
-    return Source(path, "run", _metadata(path), [runs])
+    return Source(path, "run", _metadata(path), [runs], config=config)
 
 
 def _read_yaml(path: Path):
@@ -178,8 +180,9 @@ def _load_sweep(path: Path) -> Source:
 
         env = algos.get(spec["algo"]).Config.env
     runs = Runs(spec["algo"], env, finals, np.full(len(finals), np.nan), curves)
-    return Source(path, "sweep", _metadata(path), [runs],
-                  note=f"best point {best} of {len(yaml.safe_load((path / 'points.yaml').read_text()))}")
+    points = _read_yaml(path / "points.yaml")
+    config = _read_yaml(path / "best.yaml") if (path / "best.yaml").is_file() else None  # the full config of `best`
+    return Source(path, "sweep", _metadata(path), [runs], note=f"best point {best} of {len(points)}", config=config)
 
 
 def _load_bench(path: Path) -> Source:
@@ -484,4 +487,18 @@ def _markdown(sources, pooled, tasks, score_kind, scores, aggregates, improvemen
                      f"{count} | " + " | ".join(cells) + " |")
     lines += ["", "Configs: config.yaml of each run directory (spec.yaml of a sweep, suite.yaml of a bench); "
               "installed packages: packages.txt beside each metadata.json.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _config_differences(sources))
+
+
+def _config_differences(sources: list[Source]) -> list[str]:
+    """Markdown table of the config fields, common to the inputs that have one config (runs, a sweep's best
+    point), whose values differ between them; seeds left out."""
+    configs = {str(source.path): source.config for source in sources if isinstance(source.config, dict)}
+    fields = [field for field in next(iter(configs.values()), {}) if field not in ("seed", "num_seeds")
+              and all(field in c for c in configs.values()) and len({repr(c[field]) for c in configs.values()}) > 1]
+    if len(configs) < 2 or not fields:
+        return []
+    lines = ["## Config differences", "", "Fields that all these configs have (an algorithm's own fields are in its "
+             "config.yaml).", "", "| field | " + " | ".join(configs) + " |", "|---" * (len(configs) + 1) + "|"]
+    lines += [f"| {field} | " + " | ".join(str(c[field]) for c in configs.values()) + " |" for field in fields]
+    return lines + [""]

@@ -74,6 +74,7 @@ def test_report_numbers_are_jaxrl_stats_on_the_normalised_scores(two_labels):
     assert f"| gymnax:CartPole-v1 | {np.mean(FINALS['a']['gymnax:CartPole-v1']):.1f} [" in text
     assert "different installed packages (packages_hash): hash-a:" in text
     assert re.search(r"uncommitted changes .*: \S*b-CartPole", text)
+    assert "| env | gymnax:CartPole-v1 | gymnax:Acrobot-v1 | gymnax:CartPole-v1 | gymnax:Acrobot-v1 |" in text
     for png in ("aggregates", "profiles", "improvement", "curves"):
         assert f"]({png}.png)" in text
         data = (out / f"{png}.png").read_bytes()
