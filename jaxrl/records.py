@@ -94,6 +94,11 @@ def packages_hash(packages: str) -> str:
     return hashlib.sha256(packages.encode()).hexdigest()[:16]
 
 
+def code_version() -> dict[str, Any]:
+    """The code and packages a record is written with (a resume notes its own, see `Record.reopen`)."""
+    return {"git_commit": git_commit(), "git_dirty": git_dirty(), "packages_hash": packages_hash(installed_packages())}
+
+
 def versions() -> dict[str, str | None]:
     out = {}
     for name in PACKAGES:
@@ -143,10 +148,8 @@ def base_metadata() -> dict[str, Any]:
 
     return {
         "jaxrl_version": importlib_metadata.version("jaxrl"),
-        "git_commit": git_commit(),
-        "git_dirty": git_dirty(),
+        **code_version(),
         "versions": versions(),
-        "packages_hash": packages_hash(installed_packages()),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device_kind": jax.devices()[0].device_kind,
@@ -265,7 +268,7 @@ class Record:
         rec.path = Path(path)
         rec.meta = read_metadata(rec.path / "metadata.json")
         resumes = rec.meta.get("resumes", []) + [{**resume, "previous_status": rec.meta.get("status"), "time": now(),
-                                                  "command": sys.argv}]
+                                                  "command": sys.argv, **code_version()}]
         rec.write_metadata(status="running", error=None, end_time=None, resumes=resumes, **this_process())
         return rec
 

@@ -390,12 +390,18 @@ def _curve_estimate(curves: list, reps: int, seed: int):
 
 
 def _provenance_warnings(sources: list[Source]) -> list[str]:
-    """Dirty checkouts, differing package sets and records too old to tell."""
+    """Dirty checkouts, runs resumed with other code or packages, inputs with differing package sets."""
     warnings = []
     dirty = [str(source.path) for source in sources if source.meta.get("git_dirty")]
     if dirty:
         warnings.append(f"written from a git checkout with uncommitted changes (+dirty), so their code is in no "
                         f"commit: {', '.join(dirty)}")
+    for source in sources:
+        changed = [field for field in ("git_commit", "git_dirty", "packages_hash")
+                   if any(field in r and r[field] != source.meta.get(field) for r in source.meta.get("resumes", []))]
+        if changed:
+            warnings.append(f"{source.path} was resumed with another {' and '.join(changed)} than it started with: "
+                            f"its runs mix two versions (see metadata.json's resumes)")
     hashes: dict[str, list[str]] = {}
     for source in sources:
         hashes.setdefault(source.meta.get("packages_hash") or "unknown", []).append(str(source.path))

@@ -135,6 +135,17 @@ def test_a_new_record_keeps_its_provenance(tmp_path):
     assert meta["packages_hash"] == records.packages_hash(packages)
     assert "git_dirty" in meta and meta["git_dirty"] in (True, False, None)
     assert meta["git_commit"] and meta["command"] and meta["device_kind"]
+    resumed = records.Record.reopen(tmp_path).meta["resumes"][-1]  # a resume notes the code it runs
+    assert resumed["packages_hash"] == meta["packages_hash"] and resumed["git_dirty"] == meta["git_dirty"]
+
+
+def test_a_run_resumed_with_other_packages_is_flagged(tmp_path):
+    run = synthetic_run(tmp_path / "run", "ppo", "gymnax:CartPole-v1", [100.0, 200.0], "a" * 40)
+    meta = json.loads((run / "metadata.json").read_text())
+    (run / "metadata.json").write_text(json.dumps({**meta, "resumes": [{"git_commit": "a" * 40,
+                                                                        "packages_hash": "other"}]}))
+    result = write_report([run], tmp_path / "report", reps=20, references={})
+    assert any(w.startswith(f"{run} was resumed with another packages_hash than it started with") for w in result.warnings)
 
 
 @pytest.mark.slow
