@@ -85,15 +85,21 @@ def load_source(path: str | Path) -> Source:
     if not path.is_dir():
         raise JaxrlError(f"{str(path)!r} is not a directory; give run, sweep or bench directories")
     if (path / "scores.csv").is_file() and (path / "suite.yaml").is_file():
-        return _load_bench(path)
-    if (path / "metrics.csv").is_file() and (path / "config.yaml").is_file():
-        return _load_run(path)
-    from jaxrl.sweep.record import is_sweep_dir  # only here: jaxrl.sweep imports the algorithms (seconds)
+        kind, load = "bench", _load_bench
+    elif (path / "metrics.csv").is_file() and (path / "config.yaml").is_file():
+        kind, load = "run", _load_run
+    else:
+        from jaxrl.sweep.record import is_sweep_dir  # only here: jaxrl.sweep imports the algorithms (seconds)
 
-    if is_sweep_dir(path):
-        return _load_sweep(path)
-    raise JaxrlError(f"{str(path)!r} is not a run directory (config.yaml, metrics.csv), a sweep directory "
-                     f"(spec.yaml, points.yaml) or a bench directory (scores.csv, suite.yaml)")
+        if not is_sweep_dir(path):
+            raise JaxrlError(f"{str(path)!r} is not a run directory (config.yaml, metrics.csv), a sweep directory "
+                             f"(spec.yaml, points.yaml) or a bench directory (scores.csv, suite.yaml)")
+        kind, load = "sweep", _load_sweep
+    try:
+        return load(path)
+    except (KeyError, ValueError, IndexError, TypeError) as err:  # a missing column, a cell that is no number
+        raise JaxrlError(f"{kind} directory {str(path)!r} has a damaged file ({type(err).__name__}: {err}); "
+                         f"it cannot be reported") from None
 
 
 def _metadata(path: Path) -> dict:
@@ -108,6 +114,7 @@ def _read_csv(path: Path) -> list[dict]:
 
 
 def _number(text) -> float:
+    """A CSV cell as a number, NaN where empty; raises ValueError where it is no number."""
     return float(text) if text not in ("", None) else np.nan
 
 
@@ -115,7 +122,7 @@ def _load_run(path: Path) -> Source:
     config = _read_yaml(path / "config.yaml")
     if not isinstance(config, dict) or "algo" not in config or "env" not in config:
         raise JaxrlError(f"{str(path / 'config.yaml')!r} names no algo and env; is {str(path)!r} a run directory?")
-    seeds, curves, finals = _run_metrics(path / "metrics.csv")
+    curves, finals = _run_metrics(path / "metrics.csv")
     runs = Runs(config["algo"], config["env"], finals, np.full(len(finals), np.nan), curves)
     return Source(path, "run", _metadata(path), [runs], config=config)
 
@@ -124,32 +131,28 @@ def _read_yaml(path: Path):
     try:
         return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
-        raise JaxrlError(f"cannot read {str(path)!r}: {getattr(err, 'strerror', None) or err}") from None
+        problem = " ".join(str(getattr(err, "strerror", None) or err).split())  # YAML errors span lines
+        raise JaxrlError(f"cannot read {str(path)!r}: {problem}") from None
 
 
 def _run_metrics(path: Path, only_seeds=None):
-    """A run record's metrics.csv: its seeds, each seed's (env_steps, smoothed return) curve and final
-    return (`records.final_returns`, as summary.json has it)."""
-    rows = _read_csv(path)
+    """A run record's metrics.csv (the rows of `only_seeds`, default all): each seed's (env_steps, smoothed
+    return) curve and its final return (`records.final_returns`, as summary.json has it)."""
     by_seed: dict[int, list[dict]] = {}
-    try:
-        for row in rows:
-            by_seed.setdefault(int(row["seed"]), []).append(row)
-        seeds = sorted(s for s in by_seed if only_seeds is None or s in only_seeds)
-        length = min((len(by_seed[s]) for s in seeds), default=0)
-        table = {s: sorted(by_seed[s], key=lambda r: int(r["update"]))[:length] for s in seeds}
-        episodes = np.array([[_number(r["episodes"]) for r in table[s]] for s in seeds]).reshape(len(seeds), length)
-        returns = np.array([[_number(r["episode_return"]) for r in table[s]] for s in seeds]).reshape(len(seeds), length)
-        steps = np.array([int(r["env_steps"]) for r in table[seeds[0]]]) if seeds else np.zeros(0)
-    except (KeyError, ValueError) as err:
-        raise JaxrlError(f"{str(path)!r} is damaged ({type(err).__name__}: {err}); it needs seed, update, "
-                         f"env_steps, episodes and episode_return columns") from None
+    for row in _read_csv(path):
+        by_seed.setdefault(int(row["seed"]), []).append(row)
+    seeds = sorted(s for s in by_seed if only_seeds is None or s in only_seeds)
+    length = min((len(by_seed[s]) for s in seeds), default=0)
+    table = {s: sorted(by_seed[s], key=lambda r: int(r["update"]))[:length] for s in seeds}
+    episodes = np.array([[_number(r["episodes"]) for r in table[s]] for s in seeds]).reshape(len(seeds), length)
+    returns = np.array([[_number(r["episode_return"]) for r in table[s]] for s in seeds]).reshape(len(seeds), length)
+    steps = np.array([int(r["env_steps"]) for r in table[seeds[0]]]) if seeds else np.zeros(0)
     if length == 0:
         raise JaxrlError(f"{str(path)!r} has no rows{' for seeds ' + str(sorted(only_seeds)) if only_seeds else ''}; "
                          f"has the run logged an update yet?")
     metrics = {"episodes": np.nan_to_num(episodes), "episode_return_sum": np.nan_to_num(returns * episodes)}
     smoothed = records.smoothed_returns(metrics)
-    return seeds, [(steps, smoothed[i]) for i in range(len(seeds))], records.final_returns(metrics)
+    return [(steps, smoothed[i]) for i in range(len(seeds))], records.final_returns(metrics)
 
 
 def _load_sweep(path: Path) -> Source:
@@ -202,7 +205,7 @@ def _load_bench(path: Path) -> Source:
         curves = []
         for run_dir, seeds in seeds_of.items():
             if run_dir and (path / run_dir / "metrics.csv").is_file():
-                curves += _run_metrics(path / run_dir / "metrics.csv", seeds)[1]
+                curves += _run_metrics(path / run_dir / "metrics.csv", seeds)[0]
         runs.append(Runs(algo, env, np.array([_number(r["final_return"]) for r in group]),
                          np.array([_number(r["normalized_score"]) for r in group]), curves))
     return Source(path, "bench", _metadata(path), runs)

@@ -192,9 +192,16 @@ def test_a_bench_directory_gives_one_label_per_algorithm(tmp_path):
     assert (tmp_path / "report" / "curves.png").stat().st_size > 10_000
 
 
+def damaged_run(path):
+    run = synthetic_run(path / "run", "ppo", "gymnax:CartPole-v1", [1.0], "a" * 40)
+    (run / "metrics.csv").write_text((run / "metrics.csv").read_text().replace(",2,", ",two,", 1))
+    return run
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: p / "missing", "is not a directory"),
     (lambda p: p, "is not a run directory (config.yaml, metrics.csv), a sweep directory"),
+    (damaged_run, "has a damaged file (ValueError: could not convert string to float: 'two')"),
 ])
 def test_a_bad_directory_is_a_one_line_error(tmp_path, capsys, make, message):
     assert main(["report", str(make(tmp_path)), "--out", str(tmp_path / "out")]) == 2
