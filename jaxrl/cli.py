@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="compare runs, sweeps and benchmarks in a Markdown report with plots",
                             description="Write report.md (per-env scores, aggregate IQM/mean/median/optimality "
-                                        "gap, probability of improvement, all with stratified bootstrap 95%% CIs; "
+                                        "gap, probability of improvement, all with stratified bootstrap 95% CIs; "
                                         "provenance of every input) and PNG plots from run, sweep (its best "
                                         "point) and bench directories. Runs are labelled algo@commit, so two "
                                         "algorithms or two commits of jaxrl compare (see README, Reports).")
