@@ -137,9 +137,13 @@ class WandB:
         if resumed_after is not None:
             config.update(resumed_after_update=resumed_after, resumed_from=earlier[-1] if earlier else None)
             name += f"-resume{len(rec.meta.get('resumes', []))}"
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "jaxrl"), name=name, group=rec.path.name,
-                              config=config, mode=os.environ.get("WANDB_MODE", "offline"),
-                              dir=None if "WANDB_DIR" in os.environ else str(rec.path), reinit="create_new")
+        mode = os.environ.get("WANDB_MODE", "offline")
+        try:
+            self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "jaxrl"), name=name, group=rec.path.name,
+                                  config=config, mode=mode, dir=None if "WANDB_DIR" in os.environ else str(rec.path),
+                                  reinit="create_new")
+        except wandb.errors.Error as err:  # online without `wandb login`, a bad WANDB_MODE, ...
+            raise JaxrlError(f"log=wandb: W&B could not start a run (WANDB_MODE={mode}): {err}") from None
         self.run.define_metric("*", step_metric="env_steps")
         rec.write_metadata(wandb_runs=earlier + [self.run.id])
 

@@ -65,8 +65,8 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
              callbacks: Iterable[Callable] = ()) -> TrainResult:
     """The host side of a run (fresh, or resumed from checkpoint `start_step` with `hparam_changes` applied
     from there on): a session with progress, metrics, loggers, checkpoints and preemption, then the summary.
-    Every process runs this; only the one holding `rec` (process 0) writes the record and feeds the
-    loggers and callbacks, all of them take part in checkpoint writes."""
+    Every process runs this; only process 0 writes the record (it holds `rec`) and feeds the loggers and
+    callbacks, all of them take part in checkpoint writes."""
     algorithm = algos.of_config(config)
     seeds, keys = run_keys(config.seed, config.num_seeds)
     bar = Progress(program.num_updates * program.steps_per_update, progress)
