@@ -168,7 +168,7 @@ def test_loggers_are_checked_before_a_run_starts(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.timeout(120)
-def test_a_run_recorded_before_wall_time_existed_resumes_with_the_column_empty(run, tmp_path):
+def test_a_run_recorded_before_wall_time_existed_resumes_with_the_column_empty_and_a_logger_added(run, tmp_path):
     result, _ = run
     run_dir = tmp_path / "old"
     shutil.copytree(result.run_dir, run_dir)
@@ -176,7 +176,8 @@ def test_a_run_recorded_before_wall_time_existed_resumes_with_the_column_empty(r
     (run_dir / "metadata.json").write_text(json.dumps({**meta, "status": "interrupted", "log": []}))
     records.write_csv(run_dir / "metrics.csv", [{k: v for k, v in r.items() if k != "wall_time"}
                                                 for r in csv_rows(run_dir)])
-    api.resume(run_dir, from_checkpoint=6, progress=False, eval_episodes=0)
+    api.resume(run_dir, from_checkpoint=6, progress=False, eval_episodes=0, log="tensorboard")  # a logger added
+    assert json.loads((run_dir / "metadata.json").read_text())["log"] == ["tensorboard"]
     rows = csv_rows(run_dir)
     assert [int(r["update"]) for r in rows if r["seed"] == "0"] == list(range(1, 9))
     assert {r["wall_time"] for r in rows} == {""}  # not counted from the resume as if the run started there
