@@ -12,15 +12,18 @@ from jaxrl.trainer import resume as resume_run
 
 
 def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: dict | None = None,
-           progress: bool | str = True, eval_episodes: int = 10, devices: int | None = None):
+           progress: bool | str = True, eval_episodes: int = 10, devices: int | None = None, log=None,
+           callbacks=()):
     """`jaxrl resume`: continue a stopped run (see `trainer.resume`), a sweep directory as a sweep, a PBT
-    directory as PBT."""
+    directory as PBT (`log` and `callbacks` apply to runs only)."""
     from jaxrl import pbt
     from jaxrl.errors import JaxrlError
     from jaxrl.session import import_recorded_modules
     from jaxrl.sweep import record as sweep_record
     from jaxrl.sweep import run as sweep_run
 
+    if (log or callbacks) and (sweep_record.is_sweep_dir(run_dir) or pbt.is_pbt_dir(run_dir)):
+        raise JaxrlError("--log and callbacks apply to runs; sweeps and PBT write no metric rows to log")
     if sweep_record.is_sweep_dir(run_dir):
         if from_checkpoint is not None or overrides:
             raise JaxrlError("--from-checkpoint and --set do not apply to a sweep (its finished groups are kept)")
@@ -30,7 +33,7 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
         if from_checkpoint is not None or overrides:
             raise JaxrlError("--from-checkpoint and --set do not apply to PBT (it continues from its latest checkpoint)")
         return pbt.resume_pbt(run_dir, progress=progress, devices=devices)
-    return resume_run(run_dir, from_checkpoint, overrides, progress, eval_episodes, devices)
+    return resume_run(run_dir, from_checkpoint, overrides, progress, eval_episodes, devices, log, callbacks)
 
 
 __all__ = ["resolve_config", "train", "resume", "evaluate", "load_policy", "TrainResult"]

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="change a dynamic hyperparameter from here on (e.g. --set lr=1e-4)")
     res.add_argument("--eval-episodes", type=int, help=EVAL_EPISODES_HELP)
+    _add_log_arg(res, " (the loggers the run was started with go on)")
     _add_progress_arg(res)
     _add_import_arg(res)
     _add_device_args(res)
@@ -135,7 +136,14 @@ def _add_train_args(parser: argparse.ArgumentParser, algo_help: str, env_help: s
     parser.add_argument("--eval-episodes", type=int, help=eval_help)
     _add_checkpoint_arg(parser)
     parser.add_argument("--keep-checkpoints", type=int, default=3, metavar="K", help="latest checkpoints kept")
+    _add_log_arg(parser)
     _add_run_args(parser)
+
+
+def _add_log_arg(parser: argparse.ArgumentParser, more: str = "") -> None:
+    parser.add_argument("--log", metavar="tensorboard,wandb",
+                        help="also log the metrics to TensorBoard event files (RUN/tensorboard) and/or Weights & "
+                             "Biases (RUN/wandb; offline unless WANDB_MODE=online)" + more)
 
 
 def _add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
@@ -235,7 +243,7 @@ def cmd_train(args) -> int:
     _prepare_runtime(use_cache=not args.no_compile_cache)
     result = api.train(config, out=args.out, progress=_progress(args), eval_episodes=eval_episodes,
                        checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-                       devices=args.devices)
+                       devices=args.devices, log=args.log)
     print_summary(result)
     return 0
 
@@ -254,7 +262,7 @@ def cmd_resume(args) -> int:
     overrides = parse_overrides(args.sets)
     _prepare_runtime()
     result = api.resume(args.run_dir, args.from_checkpoint, overrides, progress=_progress(args),
-                        eval_episodes=eval_episodes, devices=args.devices)
+                        eval_episodes=eval_episodes, devices=args.devices, log=args.log)
     if isinstance(result, sweep_run.SweepResult):  # a sweep directory was resumed
         print_sweep_summary(result)
     elif isinstance(result, pbt.PBTResult):

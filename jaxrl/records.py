@@ -3,7 +3,7 @@
     config.yaml    full resolved config (rerun with `jaxrl train --config`)
     metadata.json  versions, git commit and dirty flag, package-set hash, device, command, times, status
     packages.txt   every installed distribution, `name==version` a line (hashed in metadata.json)
-    metrics.csv    one row per update per seed
+    metrics.csv    one row per update per seed (wall_time: seconds the run has trained, see metric_rows)
     summary.json   final and best figures
     checkpoints/   orbax (see `checkpoint`)
     curves.png     learning curves, mean and spread over seeds
@@ -337,8 +337,16 @@ class RunRecord(Record):
         self.write_json("summary.json", summary)
 
 
-def metric_rows(report, first_seed: int, steps_per_update: int, log_every: int, steps_per_s: float) -> list[dict]:
-    """metrics.csv rows of one chunk: one per logged row (`log_every` updates) per seed."""
+# Columns that differ between two runs computing the same thing (a resumed run and one never stopped).
+TIMING_COLUMNS = ("steps_per_second", "wall_time")
+
+
+def metric_rows(report, first_seed: int, steps_per_update: int, log_every: int, steps_per_s: float,
+                wall_time: float | None) -> list[dict]:
+    """metrics.csv rows of one chunk: one per logged row (`log_every` updates) per seed. `wall_time`:
+    seconds since the run started when the chunk ended, compilation included, counting only the time a
+    process trained it (a resume continues from the checkpoint's rows); None (an empty column) where
+    that is unknown: a run resumed from rows written before the column existed."""
     m = report.metrics
     num_runs, num_rows = m["episodes"].shape
     rows = []
@@ -357,6 +365,7 @@ def metric_rows(report, first_seed: int, steps_per_update: int, log_every: int, 
             row.update({k: float(v[s, i]) for k, v in m.items()
                         if k not in ("episodes", "episode_return_sum", "episode_length_sum")})
             row["steps_per_second"] = round(steps_per_s)
+            row["wall_time"] = "" if wall_time is None else round(wall_time, 3)
             rows.append(row)
     return rows
 

@@ -10,11 +10,11 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from jaxrl import algos, checkpoint, devices as devices_, loop, plots, records
+from jaxrl import algos, checkpoint, devices as devices_, loggers, loop, plots, records
 from jaxrl.config import check_keys, fields_of, hparams, recorded_config, to_dict
 from jaxrl.errors import JaxrlError
 from jaxrl.progress import Progress
@@ -32,11 +32,17 @@ class TrainResult:
 
 def train(config, out: str | None = None, progress: bool | str = True, record: bool = True,
           eval_episodes: int = 10, checkpoint_every: int | str = DEFAULT_CHECKPOINT_EVERY, keep_checkpoints: int = 3,
-          devices: int | None = None) -> TrainResult:
+          devices: int | None = None, log: str | Iterable[str] | None = None,
+          callbacks: Iterable[Callable[[loggers.Chunk], None]] = ()) -> TrainResult:
     """Train `config` (all seeds in one program); with `record`, write a run directory with a
     checkpoint of the whole loop state every `checkpoint_every` (updates, or wall time such as "5m")
-    and at the end. `devices`: how many devices share the work (None: all; see jaxrl.devices)."""
+    and at the end. `devices`: how many devices share the work (None: all; see jaxrl.devices).
+    `log`: loggers writing into the run directory too ("tensorboard", "wandb"; see jaxrl.loggers);
+    `callbacks`: functions called with every chunk's metric rows (a loggers.Chunk), on process 0."""
     parse_every(checkpoint_every)
+    log = loggers.parse_log(log)
+    if log and not record:
+        raise JaxrlError(f"log={','.join(log)} writes into the run directory; it needs record=True")
     if keep_checkpoints < 1:
         raise JaxrlError(f"keep_checkpoints={keep_checkpoints}: must be >= 1")
     wall_start = time.perf_counter()
@@ -47,18 +53,20 @@ def train(config, out: str | None = None, progress: bool | str = True, record: b
                       layout.describe()["devices"])
     run_dir = records.new_run_dir(out, algorithm.name, config.env) if record else None
     rec = records.RunRecord(run_dir, to_dict(config), algorithm.name, checkpoint_every=checkpoint_every,
-                            keep_checkpoints=keep_checkpoints, **layout.describe()) \
+                            keep_checkpoints=keep_checkpoints, log=list(log), **layout.describe()) \
         if record and devices_.is_main() else None
     return _execute(config, program, layout, run_dir, rec, progress, eval_episodes, checkpoint_every,
-                    keep_checkpoints, None, wall_start)
+                    keep_checkpoints, None, wall_start, log=log, callbacks=callbacks)
 
 
 def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int, checkpoint_every,
              keep_checkpoints: int, start_step: int | None, wall_start: float,
-             hparam_changes: dict | None = None) -> TrainResult:
+             hparam_changes: dict | None = None, log: tuple[str, ...] = (),
+             callbacks: Iterable[Callable] = ()) -> TrainResult:
     """The host side of a run (fresh, or resumed from checkpoint `start_step` with `hparam_changes` applied
-    from there on): a session with progress, metrics, checkpoints and preemption, then the summary. Every process runs this; only the one holding
-    `rec` (process 0) writes the record, all of them take part in checkpoint writes."""
+    from there on): a session with progress, metrics, loggers, checkpoints and preemption, then the summary.
+    Every process runs this; only process 0 writes the record (it holds `rec`) and feeds the loggers and
+    callbacks, all of them take part in checkpoint writes."""
     algorithm = algos.of_config(config)
     seeds, keys = run_keys(config.seed, config.num_seeds)
     bar = Progress(program.num_updates * program.steps_per_update, progress)
@@ -66,14 +74,20 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
                               checkpoint_info(algorithm.name, to_dict(config)), algorithm.policy_state) \
         if run_dir else None
     last = {"t": 0.0, "steps": (start_step or 0) * program.steps_per_update}
+    # wall_time continues from the checkpoint's last row (None: written before metrics.csv had the column)
+    wall_before = rec.metrics_rows[-1].get("wall_time", "") if rec and rec.metrics_rows else 0.0
+    wall_before = None if wall_before == "" else wall_before
 
     def on_chunk(report):
         dt = report.run_seconds - last["t"]
         sps = (report.env_steps - last["steps"]) * config.num_seeds / max(dt, 1e-9)
         last.update(t=report.run_seconds, steps=report.env_steps)
-        if rec:
-            rec.add_metrics(records.metric_rows(report, config.seed, program.steps_per_update, program.log_every,
-                                                sps))
+        if rec or sinks:
+            wall = None if wall_before is None else wall_before + time.perf_counter() - wall_start
+            rows = records.metric_rows(report, config.seed, program.steps_per_update, program.log_every, sps, wall)
+            if rec:
+                rec.add_metrics(rows)
+            sinks(loggers.Chunk(rows, report, run_dir))
         count = np.nan_to_num(report.metrics["episodes"]).sum()
         ret = np.nan_to_num(report.metrics["episode_return_sum"]).sum() / count if count else float("nan")
         bar.chunk(report.env_steps, sps, ret)
@@ -81,7 +95,12 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
     on_abort = (lambda status, message: rec.finish(status, message)) if rec else None
     session = Session(program, keys, hparams(config), layout, checkpoints, on_abort=on_abort,
                       resume_hint=f"jaxrl resume {run_dir}" if run_dir else None)
-    with rec.lock if rec else nullcontext(), records.failures(rec), bar, session:  # the lock: see records.RunLock
+    def open_loggers():  # inside the record's failure handling below: one that cannot start fails the run
+        return loggers.Loggers([*(loggers.make_loggers(log, rec, start_step, last["steps"] + 1) if rec else []),
+                                *(callbacks if devices_.is_main() else ())])
+
+    # the lock: see records.RunLock
+    with rec.lock if rec else nullcontext(), records.failures(rec), bar, session, open_loggers() as sinks:
         start = session.restore(start_step) if start_step is not None else None
         if hparam_changes:
             hp = program.get_hparams(start.state)
@@ -133,12 +152,15 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
 
 
 def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: dict[str, Any] | None = None,
-           progress: bool | str = True, eval_episodes: int = 10, devices: int | None = None) -> TrainResult:
+           progress: bool | str = True, eval_episodes: int = 10, devices: int | None = None,
+           log: str | Iterable[str] | None = None, callbacks: Iterable[Callable[[loggers.Chunk], None]] = ()
+           ) -> TrainResult:
     """`jaxrl resume`: continue a stopped or killed run from its latest (or a chosen) checkpoint.
 
     On the same machine and device count the result is bitwise the run that was never stopped.
     `overrides` may change dynamic hyperparameters only (they do not change shapes); so may edits of
-    the dynamic fields in config.yaml, recorded as `config_changes`.
+    the dynamic fields in config.yaml, recorded as `config_changes`. The loggers the run was started
+    with go on, and `log` adds more (see `train`).
     """
     wall_start = time.perf_counter()
     run_dir = Path(run_dir)
@@ -151,6 +173,7 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
     meta = records.read_metadata(meta_path)
     if meta.get("status") == "finished":
         raise JaxrlError(f"run {str(run_dir)!r} has finished; nothing to resume")
+    log = loggers.parse_log([*meta.get("log", []), *loggers.parse_log(log)])
     if lock and meta.get("status") == "running":  # its process would hold the lock: it is gone
         print(f"note: run {str(run_dir)!r} was still marked running, but its process (pid {meta.get('pid', '?')} on "
               f"{meta.get('host', '?')}) is gone; resuming it", file=sys.stderr)
@@ -192,7 +215,7 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
 
         rec = records.RunRecord.reopen(run_dir, step, lock)
         rec.write_metadata(**layout.describe(), config_changes=rec.meta.get("config_changes", []) + changes,
-                           imports=imported_modules())
+                           imports=imported_modules(), log=list(log))
         if changes or overrides:  # config.yaml says what the run uses
             rec.write_yaml("config.yaml", {"algo": algorithm.name, **to_dict(config)})
         if progress:
@@ -202,7 +225,8 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
     devices_.barrier("resume")
     every = meta.get("checkpoint_every") or DEFAULT_CHECKPOINT_EVERY
     return _execute(config, program, layout, run_dir, rec, progress, eval_episodes, every,
-                    meta.get("keep_checkpoints", 3), step, wall_start, {c["field"]: c["new"] for c in changes})
+                    meta.get("keep_checkpoints", 3), step, wall_start, {c["field"]: c["new"] for c in changes}, log,
+                    callbacks)
 
 
 def _num(x) -> float | None:

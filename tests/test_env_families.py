@@ -32,7 +32,7 @@ def run_item(checkpoints, step):
 
 
 def metrics_without_timing(run_dir):
-    return [{k: v for k, v in row.items() if k != "steps_per_second"}
+    return [{k: v for k, v in row.items() if k not in records.TIMING_COLUMNS}
             for row in records.read_metrics(run_dir / "metrics.csv")]
 
 

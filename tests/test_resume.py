@@ -65,7 +65,7 @@ def final_run_item(run_dir: Path):
 
 def metrics_without_timing(run_dir: Path) -> list[dict]:
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
-    return [{k: v for k, v in r.items() if k != "steps_per_second"} for r in rows]
+    return [{k: v for k, v in r.items() if k not in records.TIMING_COLUMNS} for r in rows]
 
 
 @pytest.fixture(scope="module")
