@@ -28,8 +28,8 @@ from jaxrl.config import dynamic, static
 @dataclass(frozen=True)
 class Config(streaming.StreamConfig):
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
-    kappa_policy: float = dynamic(3.0, "ObGD bound of the actor: its step never moves the objective more than "
-                                       "1/kappa of |delta|", low=0.0, low_open=True)
+    kappa_policy: float = dynamic(3.0, "ObGD bound of the actor: its step size is at most "
+                                       "1 / (kappa * max(|delta|, 1) * ||trace||_1)", low=0.0, low_open=True)
     kappa_value: float = dynamic(2.0, "ObGD bound of the critic", low=0.0, low_open=True)
     ent_coef: float = dynamic(0.01, "entropy coefficient (the bonus enters the actor's trace times sign(delta))",
                               low=0.0)

@@ -29,8 +29,8 @@ from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_g
 @dataclass(frozen=True)
 class Config(streaming.StreamConfig, EpsilonGreedyHyperparameters):
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`); discrete actions")
-    kappa: float = dynamic(2.0, "ObGD bound: a step never moves Q(s, a) more than 1/kappa of |delta|", low=0.0,
-                           low_open=True)
+    kappa: float = dynamic(2.0, "ObGD bound: the step size is at most 1 / (kappa * max(|delta|, 1) * "
+                                "||trace||_1)", low=0.0, low_open=True)
     eps_end: float = dynamic(0.01, "exploration epsilon after the decay", low=0.0, high=1.0)
     eps_decay: float = dynamic(0.05, "fraction of the run over which epsilon goes linearly from eps_start to eps_end "
                                      "(0: eps_end from the start)", low=0.0, high=1.0)
