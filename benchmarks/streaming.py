@@ -11,6 +11,7 @@ Every case is compiled ahead of time (its compile time apart from its run time) 
 from __future__ import annotations
 
 import argparse
+import os
 
 import jax
 import numpy as np
@@ -29,12 +30,13 @@ def run_case(algo: str, learners: int) -> dict:
     config = api.resolve_config(algo, overrides=dict(env="gymnax:CartPole-v1", total_timesteps=STEPS,
                                                      num_seeds=learners))
     program = get(algo).make_program(config)
+    load = os.getloadavg()[0]  # the machine is shared: how busy it was as the case started
     keys = jax.vmap(jax.random.PRNGKey)(jax.numpy.arange(config.seed, config.seed + learners))
     _, metrics, _, timings = loop.run(program, keys, hparams(config))
     last = records.last_episodes_returns(metrics)
     return {"algo": algo, "learners": learners, "compile_s": timings["compile_s"], "run_s": timings["run_s"],
             "steps_per_s": STEPS * learners / timings["run_s"], "last20_median": float(np.median(last)),
-            "last20_min": float(last.min())}
+            "last20_min": float(last.min()), "load": load}
 
 
 def main():
@@ -47,12 +49,13 @@ def main():
         print(rows[-1], flush=True)
     info = machine()
     lines = ["# Streaming learners on CartPole-v1", "", *provenance("streaming.py", info), "",
-             f"{STEPS:,} env steps per learner, reference defaults; the machine was shared with other jobs, so the "
-             "times are upper bounds.", "",
-             "| algorithm | learners | compile s | run s | env steps/s (all learners) | last-20 return: median | min |",
-             "|---|---|---|---|---|---|---|"]
+             f"{STEPS:,} env steps per learner, reference defaults. The machine was shared with other jobs (load "
+             f"average at the start of each case in the last column, {os.cpu_count()} cores), so the times are upper "
+             "bounds.", "",
+             "| algorithm | learners | compile s | run s | env steps/s (all learners) | last-20 return: median | min "
+             "| load |", "|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['algo']} | {r['learners']} | {r['compile_s']:.1f} | {r['run_s']:.1f} | {r['steps_per_s']:,.0f} | "
-              f"{r['last20_median']:.1f} | {r['last20_min']:.1f} |" for r in rows]
+              f"{r['last20_median']:.1f} | {r['last20_min']:.1f} | {r['load']:.1f} |" for r in rows]
     write_results("\n".join(lines) + "\n", args.out)
 
 

@@ -37,7 +37,7 @@ from jaxrl.rollout import collect_rollout, episode_metrics
 NORM_EPS = 1e-8  # added to variances before the square root (the reference's wrappers)
 
 
-# --- ObGD: overshooting-bounded gradient descent with eligibility traces (the paper's Algorithm 3) ---
+# --- ObGD: overshooting-bounded gradient descent with eligibility traces ---
 
 def obgd_step(params, trace, grad, delta, lr, trace_decay, kappa, reset):
     """One ObGD step on pytrees: the trace decays by `trace_decay` (gamma * lambda) and adds `grad` (the gradient
@@ -220,8 +220,8 @@ def make_program(config, base_env: envs.Environment, networks: dict[str, nn.Modu
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
         obs_stats = update_stats(init_stats(obs_shape), raw_obs)
         obs = standardize(obs_stats, raw_obs)
-        return RunnerState(init_learner(networks, net_key, obs), obs_stats, init_stats(()), jnp.zeros(1), env_state, obs,
-                           key, jnp.int32(0), hp)
+        return RunnerState(init_learner(networks, net_key, obs), obs_stats, init_stats(()), jnp.zeros(1), env_state,
+                           obs, key, jnp.int32(0), hp)
 
     def update(state: RunnerState):
         hp = state.hparams
@@ -242,12 +242,11 @@ def make_program(config, base_env: envs.Environment, networks: dict[str, nn.Modu
         # The reference's ScaleReward: the return trace restarts on the step that ends an episode.
         discounted_return = state.discounted_return * hp["gamma"] * (1.0 - t.done) + t.reward
         return_stats = update_stats(state.return_stats, discounted_return)
-        reward = t.reward / jnp.sqrt(sample_variance(return_stats) + NORM_EPS)
-        step = Step(t.obs[0], t.action[0], reward[0], next_obs[0], t.terminated[0], t.done[0],
+        reward_scale = 1.0 / jnp.sqrt(sample_variance(return_stats) + NORM_EPS)
+        step = Step(t.obs[0], t.action[0], t.reward[0] * reward_scale, next_obs[0], t.terminated[0], t.done[0],
                     jax.tree.map(lambda x: x[0], t.extras))
         learner, stats = learn(state.learner, step, hp)
-        metrics = stats | episode_metrics(traj) | {"reward_scale": 1.0 / jnp.sqrt(sample_variance(return_stats)
-                                                                                  + NORM_EPS)}
+        metrics = stats | episode_metrics(traj) | {"reward_scale": reward_scale}
         return RunnerState(learner, obs_stats, return_stats, discounted_return, env_state, obs, key,
                            state.update_idx + 1, hp), metrics
 

@@ -1,4 +1,4 @@
-"""Stream AC(lambda) (Elsayed, Vasan and Mahmood 2024, arXiv 2410.14606, Algorithm 5): an actor-critic that learns
+"""Stream AC(lambda) (Elsayed, Vasan and Mahmood 2024, arXiv 2410.14606): an actor-critic that learns
 from each transition once, as it arrives (batch size 1, no replay), with eligibility traces and the ObGD step-size
 bound (jaxrl.streaming); discrete (categorical) or continuous (Gaussian) actions.
 

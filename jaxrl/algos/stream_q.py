@@ -1,4 +1,4 @@
-"""Stream Q(lambda) (Elsayed, Vasan and Mahmood 2024, arXiv 2410.14606, Algorithm 6): Watkins's Q(lambda) learning
+"""Stream Q(lambda) (Elsayed, Vasan and Mahmood 2024, arXiv 2410.14606): Watkins's Q(lambda) learning
 from each transition once, as it arrives (batch size 1, no replay), with the ObGD step-size bound
 (jaxrl.streaming); epsilon-greedy, discrete actions.
 
