@@ -29,7 +29,6 @@ from jaxrl import envs
 from jaxrl.algos.base import Program
 from jaxrl.algos.off_policy import logged_every
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
-from jaxrl.devices import vec_env_axes
 from jaxrl.networks import flatten_obs
 from jaxrl.normalize import RunningStats, init_stats, update_stats
 from jaxrl.rollout import collect_rollout, episode_metrics
@@ -250,9 +249,8 @@ def make_program(config, base_env: envs.Environment, networks: dict[str, nn.Modu
         return RunnerState(learner, obs_stats, return_stats, discounted_return, env_state, obs, key,
                            state.update_idx + 1, hp), metrics
 
-    return Program(init, update, config.num_updates, 1, config.updates_per_chunk,
-                   env_axes=lambda state: vec_env_axes(state, env, discounted_return=0), env_shards=1,
-                   log_every=config.log_every)
+    # One env per learner: the learners (runs) split over devices, never a learner's env.
+    return Program(init, update, config.num_updates, 1, config.updates_per_chunk, log_every=config.log_every)
 
 
 def policy_state(state: RunnerState) -> dict:
