@@ -428,6 +428,16 @@ def smoothed_returns(metrics: dict[str, np.ndarray], window: int = 0) -> np.ndar
         return np.where(c > 0, t / np.maximum(c, 1), np.nan)
 
 
+def last_episodes_returns(metrics: dict[str, np.ndarray], episodes: int = 20) -> np.ndarray:
+    """Per seed: the mean return of the episodes in the fewest last logged rows that hold `episodes` of them
+    (all of its episodes when it finished fewer; NaN when none)."""
+    count = np.nan_to_num(metrics["episodes"])[:, ::-1]
+    total = np.nan_to_num(metrics["episode_return_sum"])[:, ::-1]
+    rows = [np.searchsorted(np.cumsum(c), episodes) + 1 for c in count]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.array([t[:n].sum() / c[:n].sum() for c, t, n in zip(count, total, rows)])
+
+
 def final_returns(metrics: dict[str, np.ndarray], fraction: float = 0.05) -> np.ndarray:
     """Per seed: mean return of the episodes that finished in the last `fraction` of updates."""
     n = max(1, int(round(metrics["episodes"].shape[1] * fraction)))

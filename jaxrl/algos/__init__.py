@@ -19,6 +19,8 @@ ALGOS = {  # name -> the module declaring its ALGORITHM
     "pqn": "jaxrl.algos.pqn",
     "sac": "jaxrl.algos.sac",
     "td3": "jaxrl.algos.td3",
+    "stream_ac": "jaxrl.algos.stream_ac",
+    "stream_q": "jaxrl.algos.stream_q",
 }
 
 

@@ -30,6 +30,14 @@ from jaxrl.rollout import collect_rollout, episode_metrics
 LOGGED_ROWS = 500  # about this many metrics rows per run, however many (tiny) updates it has
 
 
+def logged_every(num_updates: int, updates_per_chunk: int) -> int:
+    """Updates per logged row: about LOGGED_ROWS rows, a divisor of updates_per_chunk when that is set."""
+    most = max(1, num_updates // LOGGED_ROWS)
+    if not updates_per_chunk:
+        return most
+    return max(d for d in range(1, min(most, updates_per_chunk) + 1) if updates_per_chunk % d == 0)
+
+
 class ReplaySchedule:
     """What follows from the replay fields of a config (num_envs, num_steps, buffer_size, batch_size,
     learning_starts, total_timesteps, updates_per_chunk) for DQN, SAC and TD3: the update counts, the logging
@@ -45,11 +53,7 @@ class ReplaySchedule:
 
     @property
     def log_every(self) -> int:
-        """Updates per logged row: about LOGGED_ROWS rows, a divisor of updates_per_chunk when that is set."""
-        most = max(1, self.num_updates // LOGGED_ROWS)
-        if not self.updates_per_chunk:
-            return most
-        return max(d for d in range(1, min(most, self.updates_per_chunk) + 1) if self.updates_per_chunk % d == 0)
+        return logged_every(self.num_updates, self.updates_per_chunk)
 
     def check_replay(self) -> None:
         per_update = self.steps_per_update
