@@ -16,13 +16,31 @@ from typing import Any, Callable, Mapping
 
 import jax
 
-from jaxrl.config import hparams
+from jaxrl.config import hparams, static
 from jaxrl.errors import JaxrlError
 
 # Every update's metrics carry these episode statistics (sums over the episodes finished in the update),
 # from which records, progress and summaries compute returns; `Program.check_metrics` enforces it.
 EPISODE_METRICS = ("episodes", "episode_return_sum", "episode_length_sum")
 MAX_ADAPTIVE_ROWS = 512  # bounds the metrics buffer of a chunk sized by wall time (x runs x metrics)
+
+
+@dataclass(frozen=True)
+class EnvFamilyConfig:
+    """Mixed into every algorithm's Config: training over a family of MDPs (jaxrl.envs.family)."""
+
+    env_family: str = static("", "train over a family of the env's parameters, a new draw at every episode start, "
+                                 "e.g. 'length=uniform(0.25,2.5)' (see `jaxrl eval --family`; empty: the env as is)")
+
+
+def make_env(config):
+    """The env a run trains on: `config.env`, over the family `config.env_family` when one is given. Every
+    algorithm's `make_program` builds its env here."""
+    from jaxrl import envs
+    from jaxrl.envs.family import ParamFamily, parse_family
+
+    env = envs.make(config.env)
+    return ParamFamily(env, parse_family(config.env_family, env)) if config.env_family else env
 
 
 @dataclass(frozen=True)
