@@ -34,7 +34,10 @@ def play_episodes(config, policy: dict, episodes: int, seed: int = 0, family=Non
     """The deterministic policy's episodes: ((returns, lengths, finished), seconds) with arrays [seeds, episodes],
     or over the `contexts` of a `family` (field -> [C]) [seeds, C, episodes], in one compiled program;
     seconds: {"compile": ..., "run": ...}. Every context of a seed plays with the seed's key of the point-MDP
-    evaluation (common random numbers), so a context equal to the default parameters plays its very episodes."""
+    evaluation (common random numbers), so contexts with equal parameters play equal episodes, exactly. A
+    separately compiled program may round differently: XLA folds constants and rewrites x / b as x * (1/b)
+    where b is one value for a whole batch, so a context batch and the point MDP alone can differ in the last
+    bits, and a marginal policy's episode may then end a step earlier or later."""
     import time
 
     import jax

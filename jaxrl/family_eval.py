@@ -57,7 +57,8 @@ def evaluate_family(run_dirs: list[str | Path] | str | Path, family: str, contex
     sampled = {k: np.asarray(v) for k, v in fam.sample_many(jax.random.PRNGKey(seed), contexts).items()}
     clusters = kmeans_contexts(fam, sampled, kmeans, seed) if kmeans else None
     default = {d.field: np.asarray(d.cast(d.default)) for d in fam.dims}
-    # One batch per run: the sampled contexts, then the centroids, then the default parameters (the point MDP).
+    # One batch per run: the sampled contexts, then the centroids, then the default parameters: the point MDP is
+    # scored by the very program and keys that score the contexts, so the two differ only by the MDP.
     batch = {k: np.concatenate([v, clusters["centroids"][k] if clusters else v[:0], default[k][None]])
              for k, v in sampled.items()}
     summaries, scores, points = [], [], []

@@ -66,11 +66,11 @@ def test_family_samples_derive_and_relative_forms():
     env = envs.make("gymnax:CartPole-v1")
     family = envs.parse_family("masspole=loguniform(0.05,0.5),force_mag=uniform(0.5,2)*default,"
                                "max_steps_in_episode=choice(200,300)", env)
-    contexts = family.sample_many(jax.random.PRNGKey(0), 512)
+    contexts = jax.device_get(family.sample_many(jax.random.PRNGKey(0), 512))
     assert 0.05 <= contexts["masspole"].min() and contexts["masspole"].max() <= 0.5
     assert 5.0 <= contexts["force_mag"].min() and contexts["force_mag"].max() <= 20.0
     assert set(np.unique(contexts["max_steps_in_episode"]).tolist()) == {200, 300}
-    params = family.params(env.default_params, jax.tree.map(lambda x: x[0], contexts))
+    params = family.params(env.default_params, {k: v[0] for k, v in contexts.items()})
     assert params.total_mass == pytest.approx(1.0 + float(contexts["masspole"][0]))
     assert params.polemass_length == pytest.approx(0.5 * float(contexts["masspole"][0]))
 
@@ -96,24 +96,34 @@ def test_param_family_draws_a_new_context_at_each_episode_start():
 
 
 @pytest.mark.timeout(120)
-def test_a_family_of_the_default_context_reproduces_the_point_evaluation_exactly(family_run):
+def test_a_family_of_the_default_context_reproduces_the_point_evaluation_exactly(family_run, capsys):
+    # Common random numbers: every context of a seed plays with the same keys, so contexts with the default
+    # parameters reproduce the point-MDP row of the program episode for episode, and another context differs.
     config = load_run_config(family_run)
     from jaxrl.checkpoint import restore_policy
 
     _, policy = restore_policy(family_run / "checkpoints", None)
     family = envs.parse_family("length=choice(0.5),masspole=choice(0.1)", envs.make(config.env))
-    (point, point_lengths, _), _ = play_episodes(config, policy, 6, seed=3)
-    (returns, lengths, _), _ = play_episodes(config, policy, 6, 3, family, {"length": np.float32([0.5, 0.5]),
-                                                                            "masspole": np.float32([0.1, 0.1])})
-    assert returns.shape == (1, 2, 6) and np.ptp(point) > 0  # episodes of different lengths
-    for context in range(2):
-        np.testing.assert_array_equal(returns[:, context], point)
-        np.testing.assert_array_equal(lengths[:, context], point_lengths)
+    # (four contexts: the shape of the program `jaxrl eval --family` compiles below, three contexts and the point)
+    contexts = {"length": np.float32([0.5, 2.0, 0.5, 0.5]), "masspole": np.float32([0.1, 0.1, 0.1, 0.1])}
+    (returns, lengths, _), _ = play_episodes(config, policy, 6, 3, family, contexts)
+    assert returns.shape == (1, 4, 6) and np.ptp(returns[:, 0]) > 0  # episodes of different lengths
+    np.testing.assert_array_equal(returns[:, 0], returns[:, 2])
+    np.testing.assert_array_equal(lengths[:, 0], lengths[:, 2])
+    assert not np.array_equal(returns[:, 0], returns[:, 1])
+    # The same through `jaxrl eval --family` (the point MDP is the batch's last row).
+    assert main(["eval", str(family_run), "--family", "length=choice(0.5),masspole=choice(0.1)", "--contexts", "3",
+                 "--episodes", "6", "--seed", "3", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["runs"][0]
+    f, point = summary["family_scores"], summary["point"]
+    assert f["mean"] == f["p10"] == f["p90"] == f["worst_decile_mean"] == point["return_mean"]
+    assert f["return_per_seed"] == point["return_per_seed"] and f["std"] == 0
+    assert point["return_mean"] == round(float(returns[:, 0].mean()), 4)
 
 
 @pytest.mark.timeout(120)
 def test_cli_family_eval_writes_its_files_and_nothing_else(family_run, capsys):
-    before = {p.name: p.stat().st_mtime_ns for p in family_run.rglob("*")}
+    before = {p.name: p.stat().st_mtime_ns for p in family_run.rglob("*") if not p.name.startswith("family_")}
     assert main(["eval", str(family_run), str(family_run), "--family", CARTPOLE_FAMILY, "--contexts", "40",
                  "--episodes", "2", "--kmeans", "5", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
