@@ -174,9 +174,15 @@ class ParamFamily(Wrapper):
     """Draws new parameters from `family` at every reset and steps the episode with them; the context stays
     in the state. Wrap the bare env (under AutoReset), so that every episode start draws a new one."""
 
+    STATE_HOOKS = ("action_mask", "active", "world_state")  # what AgentView reads from a multi-agent env's state
+
     def __init__(self, env: Environment, family: Family):
         super().__init__(env)
         self.family = family
+
+    def __getattr__(self, name):
+        attr = getattr(self.env, name)
+        return (lambda state: attr(state.env_state)) if name in self.STATE_HOOKS else attr
 
     def reset(self, key, params):
         context_key, key = jax.random.split(key)

@@ -37,7 +37,7 @@ def evaluate_family(run_dirs: list[str | Path] | str | Path, family: str, contex
     docstring to each run unless not `write`. Returns {"runs": [summary per run], "ranking": ... (2+ runs)}."""
     import jax
 
-    from jaxrl import algos, envs
+    from jaxrl import envs
     from jaxrl.envs.family import parse_family
 
     run_dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
@@ -63,10 +63,8 @@ def evaluate_family(run_dirs: list[str | Path] | str | Path, family: str, contex
              for k, v in sampled.items()}
     summaries, scores, points = [], [], []
     for run_dir, config in zip(run_dirs, configs):
-        algorithm = algos.of_config(config)
         taken, policy = checkpoint.restore_policy(Path(run_dir) / "checkpoints", step, flag="--checkpoint {}")
-        summary, context_scores = _evaluate_run(run_dir, config, algorithm, policy, fam, batch, contexts, clusters,
-                                                episodes, seed)
+        summary, context_scores = _evaluate_run(config, policy, fam, batch, contexts, clusters, episodes, seed)
         summary = {"run_dir": str(run_dir), "run_status": records.run_status(run_dir), "checkpoint": taken,
                    "env": config.env, **summary}
         if write:
@@ -81,8 +79,9 @@ def evaluate_family(run_dirs: list[str | Path] | str | Path, family: str, contex
     return result
 
 
-def _evaluate_run(run_dir, config, algorithm, policy, fam, batch, contexts, clusters, episodes, seed):
-    """One run's family summary and its per-context scores (over the sampled contexts)."""
+def _evaluate_run(config, policy, fam, batch, contexts, clusters, episodes, seed):
+    """One run's family summary and its per-context scores (over the `contexts` sampled contexts that lead
+    `batch`; then the centroids of `clusters`, then the default parameters)."""
     from jaxrl.evaluate import play_episodes
 
     (returns, lengths, finished), seconds = play_episodes(config, policy, episodes, seed, fam, batch)
@@ -105,12 +104,12 @@ def _evaluate_run(run_dir, config, algorithm, policy, fam, batch, contexts, clus
     if clusters:
         centroid_scores = per_context[contexts:-1]
         estimate = float(np.dot(clusters["mass"], centroid_scores))
-        summary["kmeans"] = {"k": len(clusters["mass"]), "estimate": round(estimate, 4),
+        centroids = [{**{f: float(clusters["centroids"][f][i]) for f in fam.fields}, "mass": float(mass),
+                      "return_mean": float(score)}
+                     for i, (mass, score) in enumerate(zip(clusters["mass"], centroid_scores))]
+        summary["kmeans"] = {"k": len(centroids), "estimate": round(estimate, 4),
                              "full_mean": summary["family_scores"]["mean"],
-                             "abs_error": round(abs(estimate - float(scores.mean())), 4),
-                             "centroids": [{**{f: float(clusters["centroids"][f][i]) for f in fam.fields},
-                                            "mass": float(clusters["mass"][i]), "return_mean": float(centroid_scores[i])}
-                                           for i in range(len(clusters["mass"]))]}
+                             "abs_error": round(abs(estimate - float(scores.mean())), 4), "centroids": centroids}
     lengths = np.asarray(lengths, np.float64).mean(axis=(0, 2))[:contexts]
     return summary, {"return_mean": scores, "return_std": returns[:, :contexts].std(axis=(0, 2)),
                      "length_mean": lengths}

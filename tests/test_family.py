@@ -93,6 +93,11 @@ def test_param_family_draws_a_new_context_at_each_episode_start():
     before, after, done = jax.device_get(play(jax.random.PRNGKey(0)))
     assert done.sum() >= 8  # random CartPole episodes are short
     np.testing.assert_array_equal(before != after, done)  # new draws exactly at episode starts
+    # A multi-agent env's state hooks (legal moves, whose turn) read the wrapped state.
+    sumo = envs.make("jaxrl:sumo")
+    venv = envs.make_vec_env(envs.ParamFamily(sumo, envs.parse_family("accel=uniform(0.5,2)", sumo)), 2)
+    obs, _ = jax.eval_shape(lambda key: venv.reset(key, sumo.default_params), jax.random.PRNGKey(0))
+    assert obs["action_mask"].shape == (2, 2, 9) and obs["active"].shape == (2, 2)
 
 
 @pytest.mark.timeout(120)
