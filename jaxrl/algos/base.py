@@ -4,8 +4,10 @@ An algorithm is one module under jaxrl/algos/ ending in
 
     ALGORITHM = Algorithm(name=..., Config=..., presets=..., make_program=..., policy_state=..., make_policy=...)
 
-and one line in jaxrl.algos.ALGOS. The drivers (train, resume, eval, sweep, PBT) and the session
-see an algorithm only through this record and the Program it builds, so adding one touches no driver.
+and one line in jaxrl.algos.ALGOS; its Config mixes in EnvFamilyConfig and its make_program builds the env with
+`make_env(config)`, so every algorithm trains over MDP families. The drivers (train, resume, eval, sweep, PBT)
+and the session see an algorithm only through this record and the Program it builds, so adding one touches no
+driver.
 """
 
 from __future__ import annotations
@@ -117,7 +119,7 @@ class Algorithm:
     name: str
     description: str
     Config: type  # frozen dataclass with static/dynamic/run fields (jaxrl.config)
-    make_program: Callable[[Any], Program]  # config -> Program (builds the env, validates it fits)
+    make_program: Callable[[Any], Program]  # config -> Program (builds the env with make_env, validates it fits)
     policy_state: Callable[[Any], dict]  # runner state -> what the trained policy needs (params, statistics)
     # (config, env, env_params, stochastic=False) -> act(policy_state, obs, key=None) -> action
     make_policy: Callable[..., Callable]
