@@ -7,6 +7,7 @@
 """
 
 from jaxrl.envs.core import Environment, Wrapper
+from jaxrl.envs.family import Family, ParamFamily, parse_family
 from jaxrl.envs.registry import UnknownEnvError, list_ids, make, register
 from jaxrl.envs.spaces import Box, Discrete, flat_dim
 from jaxrl.envs.wrappers import (
@@ -22,5 +23,5 @@ from jaxrl.envs.wrappers import (
 __all__ = [
     "Environment", "Wrapper", "make", "register", "list_ids", "UnknownEnvError",
     "Box", "Discrete", "flat_dim", "AgentView", "AutoReset", "ClipAction", "EpisodeStatistics",
-    "NormalizeObservation", "Vectorize", "make_vec_env",
+    "NormalizeObservation", "Vectorize", "make_vec_env", "Family", "ParamFamily", "parse_family",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from jaxrl.algos import resolve_config
 from jaxrl.evaluate import evaluate_run as evaluate, load_policy
+from jaxrl.family_eval import evaluate_family
 from jaxrl.trainer import TrainResult, train
 from jaxrl.trainer import resume as resume_run
 
@@ -36,4 +37,4 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
     return resume_run(run_dir, from_checkpoint, overrides, progress, eval_episodes, devices, log, callbacks)
 
 
-__all__ = ["resolve_config", "train", "resume", "evaluate", "load_policy", "TrainResult"]
+__all__ = ["resolve_config", "train", "resume", "evaluate", "evaluate_family", "load_policy", "TrainResult"]

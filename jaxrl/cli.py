@@ -61,9 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a trained run's deterministic policy",
                         description="Restore a run's checkpoint and report the deterministic policy's return.")
-    ev.add_argument("run_dir", help="run directory written by `jaxrl train`")
-    ev.add_argument("--episodes", type=int, help="episodes per seed (default 10); self-play runs: games per seat "
-                                                 "per seed against each opponent (default 100)")
+    ev.add_argument("run_dir", nargs="+", help="run directory written by `jaxrl train` (several with --family: "
+                                               "their ranking over the family)")
+    ev.add_argument("--episodes", type=int, help="episodes per seed (default 10; with --family 8 per context); "
+                                                 "self-play runs: games per seat per seed against each opponent "
+                                                 "(default 100)")
+    ev.add_argument("--family", metavar="SPEC",
+                    help="evaluate over a family of the env's parameters, e.g. 'length=uniform(0.25,2.5),"
+                         "masspole=loguniform(0.05,0.5)' (also normal(mean,std), choice(a,b,...), and any of "
+                         "them *default: relative to the default value); writes family_eval.json, "
+                         "family_contexts.csv and family_eval.png to each run")
+    ev.add_argument("--contexts", type=int, default=256, help="--family: contexts drawn (default 256)")
+    ev.add_argument("--kmeans", type=int, default=0, metavar="K",
+                    help="--family: also estimate the family mean from K k-means centroids of the contexts, "
+                         "weighted by cluster mass (default 0: off)")
     ev.add_argument("--seed", type=int, default=0, help="evaluation seed")
     ev.add_argument("--checkpoint", type=int, help="checkpoint step (default: latest)")
     ev.add_argument("--opponent", help="self-play runs: random, heuristic, minimax (tic-tac-toe), "
@@ -341,7 +352,12 @@ def cmd_eval(args) -> int:
     from jaxrl import api
 
     _prepare_runtime()
-    r = api.evaluate(args.run_dir, args.episodes, args.seed, args.checkpoint, args.opponent, args.show,
+    if args.family is not None:
+        return _eval_family(args)
+    if len(args.run_dir) > 1:
+        raise JaxrlError(f"{len(args.run_dir)} run directories: several runs are compared over a family only "
+                         f"(--family SPEC)")
+    r = api.evaluate(args.run_dir[0], args.episodes, args.seed, args.checkpoint, args.opponent, args.show,
                      args.random_opening)
     if args.json:
         print(json.dumps(r, indent=2))
@@ -359,6 +375,38 @@ def cmd_eval(args) -> int:
             print("  per seed: " + ", ".join(f"{v:.2f}" for v in r["return_per_seed"]))
     if not args.json and r["run_status"] != "finished":
         print(f"  run status: {r['run_status']}; the run has not finished")
+    return 0
+
+
+def _eval_family(args) -> int:
+    from jaxrl import api
+    from jaxrl.family_eval import DEFAULT_EPISODES
+
+    if args.opponent or args.show or args.random_opening:
+        raise JaxrlError("--opponent, --show and --random-opening apply to self-play runs, not to --family")
+    episodes = DEFAULT_EPISODES if args.episodes is None else args.episodes
+    r = api.evaluate_family(args.run_dir, args.family, args.contexts, episodes, args.seed, args.kmeans,
+                            args.checkpoint)
+    if args.json:
+        print(json.dumps(r, indent=2))
+        return 0
+    for s in r["runs"]:
+        f, p = s["family_scores"], s["point"]
+        print(f"{s['run_dir']} ({s['env']}, checkpoint {s['checkpoint']}): {s['contexts']} contexts x "
+              f"{s['episodes_per_context']} episodes of {s['family']} (compile {s['seconds']['compile']} s, "
+              f"run {s['seconds']['run']} s)")
+        print(f"  family mean {f['mean']:.2f}  p10 {f['p10']:.2f}  p50 {f['p50']:.2f}  p90 {f['p90']:.2f}  "
+              f"worst decile {f['worst_decile_mean']:.2f}  |  point MDP {p['return_mean']:.2f}")
+        if "kmeans" in s:
+            k = s["kmeans"]
+            print(f"  k-means estimate ({k['k']} centroids) {k['estimate']:.2f}  (full {k['full_mean']:.2f})")
+    if "ranking" in r:
+        g = r["ranking"]
+        tau = "undefined (all tied)" if g["kendall_tau"] is None else f"{g['kendall_tau']:.3f}"
+        print(f"ranking: Kendall tau (point MDP vs family mean) {tau}; P(a pair the point MDP orders flips over "
+              f"the family) {g['flip_probability']:.3f} ({g['bootstrap_reps']} bootstrap resamples of the contexts"
+              + (f"; {g['pairs_tied_on_point_mdp']} pairs tied on the point MDP" if g["pairs_tied_on_point_mdp"]
+                 else "") + ")")
     return 0
 
 

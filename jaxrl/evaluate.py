@@ -14,30 +14,52 @@ from jaxrl.session import load_run_config
 
 def evaluate_state(config, policy: dict, episodes: int, seed: int = 0) -> dict:
     """Deterministic-policy return over `episodes` episodes for every seed in `policy` (leading axis)."""
-    import jax
-
-    from jaxrl import envs
-    from jaxrl.rollout import evaluate_policy
-
     algorithm = algos.of_config(config)
     # An algorithm's own evaluation (self-play: games won) where it has one for this config.
     if algorithm.evaluate and (result := algorithm.evaluate(config, policy, episodes, seed)) is not None:
         return result
-    env = envs.make(config.env)
-    act = algorithm.make_policy(config, env, env.default_params)
-    num_seeds = jax.tree.leaves(policy)[0].shape[0]
-    keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
-    run = jax.jit(jax.vmap(lambda p, k: evaluate_policy(env, env.default_params, act, p, k, episodes)))
-    returns, lengths, finished = jax.device_get(run(policy, keys))
+    (returns, lengths, finished), _ = play_episodes(config, policy, episodes, seed)
     returns = np.asarray(returns, dtype=np.float64)
     return {
-        "episodes": int(episodes * num_seeds),
+        "episodes": int(returns.size),
         "return_mean": round(float(returns.mean()), 4),
         "return_std": round(float(returns.std()), 4),
         "return_per_seed": [round(float(r), 4) for r in returns.mean(1)],
         "length_mean": round(float(np.mean(lengths)), 2),
         "all_finished": bool(np.all(finished)),
     }
+
+
+def play_episodes(config, policy: dict, episodes: int, seed: int = 0, family=None, contexts: dict | None = None):
+    """The deterministic policy's episodes: ((returns, lengths, finished), seconds) with arrays [seeds, episodes],
+    or over the `contexts` of a `family` (field -> [C]) [seeds, C, episodes], in one compiled program;
+    seconds: {"compile": ..., "run": ...}. Every context of a seed plays with the seed's key of the point-MDP
+    evaluation (common random numbers), so contexts with equal parameters play equal episodes, exactly. A
+    separately compiled program may round differently: XLA folds constants and rewrites x / b as x * (1/b)
+    where b is one value for a whole batch, so a context batch and the point MDP alone can differ in the last
+    bits, and a marginal policy's episode may then end a step earlier or later."""
+    import time
+
+    import jax
+
+    from jaxrl import envs
+    from jaxrl.rollout import evaluate_policy
+
+    env = envs.make(config.env)
+    act = algos.of_config(config).make_policy(config, env, env.default_params)
+    keys = jax.random.split(jax.random.PRNGKey(seed), jax.tree.leaves(policy)[0].shape[0])
+
+    def play(policy_state, key, context):
+        params = env.default_params if family is None else family.params(env.default_params, context)
+        return evaluate_policy(env, params, act, policy_state, key, episodes)
+
+    if family is not None:
+        play = jax.vmap(play, in_axes=(None, None, 0))
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(play, in_axes=(0, 0, None))).lower(policy, keys, contexts).compile()
+    compiled_at = time.perf_counter()
+    result = jax.device_get(compiled(policy, keys, contexts))
+    return result, {"compile": compiled_at - start, "run": time.perf_counter() - compiled_at}
 
 
 def default_eval_episodes(config) -> int:

@@ -2,6 +2,7 @@
 
     curves.png                   a run's learning curves (`jaxrl train`, `resume`)
     hparams.png, top_curves.png  a sweep's scores per hyperparameter, its best points' curves
+    family_eval.png              a policy's return over a family of MDPs per varied parameter (`jaxrl eval --family`)
     schedules.png                a PBT run's hyperparameter schedules and returns
     ratings.png, winrate.png     a self-play run's Elo and round-robin matrix (`jaxrl eval`)
     aggregates.png, profiles.png, improvement.png, curves.png   a report's comparison (`jaxrl report`)
@@ -92,6 +93,24 @@ def plot_hparams(path: Path, spec, points: list[dict], runs: list[dict]) -> Path
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"sweep {spec.name}: {len(points)} points x {spec.seeds} seeds", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_family(path: Path, contexts: dict[str, np.ndarray], scores: np.ndarray, summary: dict) -> Path:
+    """Mean return in each context (field -> [C] values, scores [C]) against each varied parameter, with the
+    family mean and the point-MDP return as horizontal lines."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(contexts), figsize=(4.2 * len(contexts), 3.4), squeeze=False)
+    for ax, (field, values) in zip(axes[0], contexts.items()):
+        ax.scatter(values, scores, s=8, alpha=0.6)
+        ax.axhline(summary["family_scores"]["mean"], color="C1", lw=1.2, label="family mean")
+        ax.axhline(summary["point"]["return_mean"], color="C2", lw=1.2, ls="--", label="point MDP")
+        ax.set_xlabel(field)
+        ax.set_ylabel("return")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(f"{summary['env']}: {summary['family']} ({len(scores)} contexts)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -4,8 +4,10 @@ An algorithm is one module under jaxrl/algos/ ending in
 
     ALGORITHM = Algorithm(name=..., Config=..., presets=..., make_program=..., policy_state=..., make_policy=...)
 
-and one line in jaxrl.algos.ALGOS. The drivers (train, resume, eval, sweep, PBT) and the session
-see an algorithm only through this record and the Program it builds, so adding one touches no driver.
+and one line in jaxrl.algos.ALGOS; its Config mixes in EnvFamilyConfig and its make_program builds the env with
+`make_env(config)`, so every algorithm trains over MDP families. The drivers (train, resume, eval, sweep, PBT)
+and the session see an algorithm only through this record and the Program it builds, so adding one touches no
+driver.
 """
 
 from __future__ import annotations
@@ -16,13 +18,31 @@ from typing import Any, Callable, Mapping
 
 import jax
 
-from jaxrl.config import hparams
+from jaxrl.config import hparams, static
 from jaxrl.errors import JaxrlError
 
 # Every update's metrics carry these episode statistics (sums over the episodes finished in the update),
 # from which records, progress and summaries compute returns; `Program.check_metrics` enforces it.
 EPISODE_METRICS = ("episodes", "episode_return_sum", "episode_length_sum")
 MAX_ADAPTIVE_ROWS = 512  # bounds the metrics buffer of a chunk sized by wall time (x runs x metrics)
+
+
+@dataclass(frozen=True)
+class EnvFamilyConfig:
+    """Mixed into every algorithm's Config: training over a family of MDPs (jaxrl.envs.family)."""
+
+    env_family: str = static("", "train over a family of the env's parameters, a new draw at every episode start, "
+                                 "e.g. 'length=uniform(0.25,2.5)' (see `jaxrl eval --family`; empty: the env as is)")
+
+
+def make_env(config):
+    """The env a run trains on: `config.env`, over the family `config.env_family` when one is given. Every
+    algorithm's `make_program` builds its env here."""
+    from jaxrl import envs
+    from jaxrl.envs.family import ParamFamily, parse_family
+
+    env = envs.make(config.env)
+    return ParamFamily(env, parse_family(config.env_family, env)) if config.env_family else env
 
 
 @dataclass(frozen=True)
@@ -99,7 +119,7 @@ class Algorithm:
     name: str
     description: str
     Config: type  # frozen dataclass with static/dynamic/run fields (jaxrl.config)
-    make_program: Callable[[Any], Program]  # config -> Program (builds the env, validates it fits)
+    make_program: Callable[[Any], Program]  # config -> Program (builds the env with make_env, validates it fits)
     policy_state: Callable[[Any], dict]  # runner state -> what the trained policy needs (params, statistics)
     # (config, env, env_params, stochastic=False) -> act(policy_state, obs, key=None) -> action
     make_policy: Callable[..., Callable]

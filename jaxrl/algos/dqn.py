@@ -26,7 +26,7 @@ import optax
 from flax import struct
 
 from jaxrl import envs, replay
-from jaxrl.algos.base import Algorithm, Program
+from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, make_env
 from jaxrl.algos.off_policy import ReplaySchedule
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
@@ -38,7 +38,7 @@ from jaxrl.rollout import collect_rollout, episode_metrics
 
 
 @dataclass(frozen=True)
-class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, ReplaySchedule):
+class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, ReplaySchedule, EnvFamilyConfig):
     # static: shapes and program structure
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`); discrete actions")
     num_envs: int = static(10, "parallel environments per seed", low=1)
@@ -123,7 +123,7 @@ def make_network(config: Config, env: envs.Environment, env_params) -> tuple[QNe
 
 
 def make_program(config: Config) -> Program:
-    base_env = envs.make(config.env)
+    base_env = make_env(config)
     env_params = base_env.default_params
     network, head = make_network(config, base_env, env_params)
     env = envs.make_vec_env(base_env, config.num_envs)

@@ -27,7 +27,7 @@ import numpy as np
 from flax import struct
 
 from jaxrl import distributions, envs, loop
-from jaxrl.algos.base import Algorithm, Program
+from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, make_env
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.league import selfplay
 from jaxrl.losses import PPOHyperparameters, ValueHeadConfig, gae, ppo_loss
@@ -38,7 +38,7 @@ from jaxrl.rollout import RecurrentPolicy, collect_rollout, episode_starts, sequ
 
 
 @dataclass(frozen=True)
-class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig):
+class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConfig):
     # static: shapes and program structure. Defaults: JaxMARL's IPPO baseline on MPE.
     env: str = static("jaxmarl:MPE_simple_spread_v3", "multi-agent environment id (see `jaxrl envs`)")
     num_envs: int = static(16, "parallel environments per seed", low=1)
@@ -251,7 +251,7 @@ def masked(dist, view, discrete: bool):
 
 
 def make_program(config: Config) -> loop.Program:
-    base_env = envs.make(config.env)
+    base_env = make_env(config)
     env_params = base_env.default_params
     network, discrete = make_network(config, base_env, env_params)
     num_agents = base_env.num_agents

@@ -20,7 +20,7 @@ import numpy as np
 from flax import struct
 
 from jaxrl import envs, replay
-from jaxrl.algos.base import Program
+from jaxrl.algos.base import EnvFamilyConfig, Program
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
 from jaxrl.networks import ACTIVATIONS, INITS
@@ -74,7 +74,7 @@ class ReplaySchedule:
 
 
 @dataclass(frozen=True)
-class OffPolicyConfig(ReplaySchedule):
+class OffPolicyConfig(ReplaySchedule, EnvFamilyConfig):
     """Fields of an off-policy actor-critic for continuous actions. The defaults are Rejax's SAC config for
     Pendulum-v1 (github.com/keraJLi/rejax, configs/gymnax/pendulum.yaml), with 2e4 env steps instead of 1e4."""
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import distributions, envs, loop
-from jaxrl.algos.base import Algorithm, Program
+from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, make_env
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
 from jaxrl.losses import PPOHyperparameters, ValueHeadConfig, gae, ppo_loss
@@ -31,7 +31,7 @@ from jaxrl.rollout import (RecurrentPolicy, collect_rollout, episode_metrics, ep
 
 
 @dataclass(frozen=True)
-class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig):
+class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConfig):
     # static: shapes and program structure
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
     num_envs: int = static(8, "parallel environments per seed", low=1)
@@ -146,7 +146,7 @@ def make_network(config: Config, env: envs.Environment, env_params) -> tuple[Act
 
 
 def make_program(config: Config) -> loop.Program:
-    base_env = envs.make(config.env)
+    base_env = make_env(config)
     env_params = base_env.default_params
     network, discrete = make_network(config, base_env, env_params)
     env = envs.make_vec_env(base_env, config.num_envs, normalize_obs=config.normalize_obs)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import envs, loop
-from jaxrl.algos.base import Algorithm, Program
+from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, make_env
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
 from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_greedy
@@ -31,7 +31,7 @@ from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split
 
 
 @dataclass(frozen=True)
-class Config(ValueHeadConfig, EpsilonGreedyHyperparameters):
+class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, EnvFamilyConfig):
     # static: shapes and program structure (defaults: purejaxql's gymnax config, see PRESETS)
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
     num_envs: int = static(32, "parallel environments per seed", low=1)
@@ -135,7 +135,7 @@ def make_network(config: Config, env: envs.Environment, env_params) -> QNetwork:
 
 
 def make_program(config: Config) -> loop.Program:
-    base_env = envs.make(config.env)
+    base_env = make_env(config)
     env_params = base_env.default_params
     network = make_network(config, base_env, env_params)
     head = config.value_head_spec

@@ -28,7 +28,7 @@ from flax import struct
 
 from jaxrl import envs
 from jaxrl.algos import off_policy
-from jaxrl.algos.base import Algorithm, Program
+from jaxrl.algos.base import Algorithm, Program, make_env
 from jaxrl.config import dynamic, static
 from jaxrl.distributions import to_bounds
 from jaxrl.networks import DeterministicActor, QEnsemble
@@ -89,7 +89,7 @@ def make_networks(config: Config, env: envs.Environment, env_params):
 
 
 def make_program(config: Config) -> Program:
-    env = envs.make(config.env)
+    env = make_env(config)
     actor, critic, box = make_networks(config, env, env.default_params)
 
     def init_learner(key, obs, hp):
