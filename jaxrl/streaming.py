@@ -26,7 +26,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import envs
-from jaxrl.algos.base import Program
+from jaxrl.algos.base import EnvFamilyConfig, Program
 from jaxrl.algos.off_policy import logged_every
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.networks import flatten_obs
@@ -112,7 +112,7 @@ def tree_where(cond, a, b):
 # --- config ---
 
 @dataclass(frozen=True)
-class StreamConfig:
+class StreamConfig(EnvFamilyConfig):
     """Fields of a streaming learner (each algorithm's config declares its `env` first). Defaults: the reference
     scripts for classic control (stream_ac_discrete.py, stream_q.py: hidden_size 32, lr 1, gamma 0.99, lamda 0.8,
     sparsity 0.9)."""

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import distributions, envs, streaming
-from jaxrl.algos.base import Algorithm, Program
+from jaxrl.algos.base import Algorithm, Program, make_env
 from jaxrl.config import dynamic, static
 
 
@@ -55,7 +55,7 @@ def distribution(actor_out, discrete: bool):
 
 
 def make_program(config: Config) -> Program:
-    base_env = envs.make(config.env)
+    base_env = make_env(config)
     networks, discrete = make_networks(config, base_env, base_env.default_params)
     actor, critic = networks["actor"], networks["critic"]
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import envs, streaming
-from jaxrl.algos.base import Algorithm, Program
+from jaxrl.algos.base import Algorithm, Program, make_env
 from jaxrl.config import ConfigError, dynamic, static
 from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_greedy
 
@@ -47,7 +47,7 @@ def make_network(config: Config, env: envs.Environment, env_params) -> streaming
 
 
 def make_program(config: Config) -> Program:
-    base_env = envs.make(config.env)
+    base_env = make_env(config)
     network = make_network(config, base_env, base_env.default_params)
 
     def act(learner, key, obs, hp, progress):
