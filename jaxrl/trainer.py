@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from jaxrl import algos, checkpoint, devices as devices_, loop, plots, records
-from jaxrl.config import check_keys, fields_of, hparams, recorded_config, to_dict
+from jaxrl.config import check_keys, fields_of, recorded_config, stacked_hparams, to_dict
 from jaxrl.errors import JaxrlError
 from jaxrl.progress import Progress
 from jaxrl.session import (DEFAULT_CHECKPOINT_EVERY, Checkpoints, Session, check_checkpoint_format, checkpoint_info,
@@ -43,8 +43,8 @@ def train(config, out: str | None = None, progress: bool | str = True, record: b
     algorithm = algos.of_config(config)
     program = algorithm.make_program(config)  # builds the env, checks it fits the algorithm
     layout = devices_.plan(devices, config.num_seeds, program.env_shards)
-    loop.check_memory(program, run_keys(config.seed, config.num_seeds)[1], hparams(config),
-                      layout.describe()["devices"])
+    loop.check_memory(program, run_keys(config.seed, config.num_seeds)[1],
+                      stacked_hparams([config] * config.num_seeds), layout.describe()["devices"])
     run_dir = records.new_run_dir(out, algorithm.name, config.env) if record else None
     rec = records.RunRecord(run_dir, to_dict(config), algorithm.name, checkpoint_every=checkpoint_every,
                             keep_checkpoints=keep_checkpoints, **layout.describe()) \
@@ -79,8 +79,8 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
         bar.chunk(report.env_steps, sps, ret)
 
     on_abort = (lambda status, message: rec.finish(status, message)) if rec else None
-    session = Session(program, keys, hparams(config), layout, checkpoints, on_abort=on_abort,
-                      resume_hint=f"jaxrl resume {run_dir}" if run_dir else None)
+    session = Session(program, keys, stacked_hparams([config] * config.num_seeds), layout, checkpoints,
+                      on_abort=on_abort, resume_hint=f"jaxrl resume {run_dir}" if run_dir else None)
     with rec.lock if rec else nullcontext(), records.failures(rec), bar, session:  # the lock: see records.RunLock
         start = session.restore(start_step) if start_step is not None else None
         if hparam_changes:
