@@ -1,5 +1,6 @@
 """The Python API, of the same shape as the `jaxrl` command: resolve a config, train and resume runs
-with their run directories, evaluate them, load a trained policy. Sweeps and PBT: jaxrl.sweep, jaxrl.pbt."""
+with their run directories, evaluate them, load a trained policy. Sweeps and PBT: jaxrl.sweep, jaxrl.pbt;
+meta-learned objectives: jaxrl.meta."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from jaxrl.trainer import resume as resume_run
 def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: dict | None = None,
            progress: bool | str = True, eval_episodes: int = 10, devices: int | None = None):
     """`jaxrl resume`: continue a stopped run (see `trainer.resume`), a sweep directory as a sweep, a PBT
-    directory as PBT."""
-    from jaxrl import pbt
+    directory as PBT, a meta-learning directory (jaxrl.meta) from its last finished generation."""
+    from jaxrl import meta, pbt
     from jaxrl.errors import JaxrlError
     from jaxrl.session import import_recorded_modules
     from jaxrl.sweep import record as sweep_record
@@ -30,6 +31,11 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
         if from_checkpoint is not None or overrides:
             raise JaxrlError("--from-checkpoint and --set do not apply to PBT (it continues from its latest checkpoint)")
         return pbt.resume_pbt(run_dir, progress=progress, devices=devices)
+    if meta.is_meta_dir(run_dir):
+        if from_checkpoint is not None or overrides:
+            raise JaxrlError("--from-checkpoint and --set do not apply to a meta run (it continues from its last "
+                             "finished generation)")
+        return meta.resume_meta(run_dir, progress=progress, devices=devices)
     return resume_run(run_dir, from_checkpoint, overrides, progress, eval_episodes, devices)
 
 

@@ -1,4 +1,4 @@
-"""The `jaxrl` command: train, selfplay, resume, eval, sweep, pbt, envs, algos."""
+"""The `jaxrl` command: train, selfplay, resume, eval, sweep, pbt, meta, envs, algos."""
 
 from __future__ import annotations
 
@@ -96,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     pbt.add_argument("spec", help="PBT spec (YAML)")
     _add_batch_args(pbt, "sweeps/pbt-<name>-<time>")
     _add_checkpoint_arg(pbt)
+
+    meta = sub.add_parser("meta", help="meta-learn a policy objective by evolution strategies over whole runs",
+                          description="Evolve a learned PPO objective (LPO / TA-LPO drift) with OpenAI-ES from a "
+                                      "YAML spec (see README, Learned objectives): each generation trains the whole "
+                                      "population of inner runs in one compiled program. Writes the meta curve, "
+                                      "the best and mean learned drift (usable as --set objective=PATH) and a "
+                                      "drift plot; `jaxrl resume DIR` continues from the last finished generation.")
+    meta.add_argument("spec", help="meta spec (YAML)")
+    _add_batch_args(meta, "sweeps/meta-<name>-<time>")
 
     envs_cmd = sub.add_parser("envs", help="list environment ids",
                               description="List the environment ids that work here, one a line on stdout; the "
@@ -229,7 +238,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from jaxrl import api, evaluate, pbt, session
+    from jaxrl import api, evaluate, meta, pbt, session
     from jaxrl.config import ConfigError, parse_overrides
     from jaxrl.sweep import record as sweep_record
     from jaxrl.sweep import run as sweep_run
@@ -237,7 +246,8 @@ def cmd_resume(args) -> int:
     if args.eval_episodes is not None and args.eval_episodes < 0:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     eval_episodes = args.eval_episodes
-    if eval_episodes is None and not (sweep_record.is_sweep_dir(args.run_dir) or pbt.is_pbt_dir(args.run_dir)):
+    if eval_episodes is None and not (sweep_record.is_sweep_dir(args.run_dir) or pbt.is_pbt_dir(args.run_dir)
+                                      or meta.is_meta_dir(args.run_dir)):
         eval_episodes = evaluate.default_eval_episodes(session.load_run_config(args.run_dir))
     overrides = parse_overrides(args.sets)
     _prepare_runtime()
@@ -247,6 +257,8 @@ def cmd_resume(args) -> int:
         print_sweep_summary(result)
     elif isinstance(result, pbt.PBTResult):
         print(pbt.format_result(result))
+    elif isinstance(result, meta.MetaResult):
+        print(meta.format_result(result))
     else:
         print_summary(result)
     return 0
@@ -385,6 +397,20 @@ def cmd_pbt(args) -> int:
     return 0
 
 
+def cmd_meta(args) -> int:
+    from jaxrl import meta
+    from jaxrl.devices import is_main
+
+    spec = meta.load_spec(args.spec)
+    _prepare_runtime(use_cache=not args.no_compile_cache)
+    result = meta.run_meta(spec, out=args.out, progress=_progress(args), devices=args.devices)
+    if is_main():
+        print(meta.format_result(result))
+        print(f"meta directory: {result.out_dir}  (learned objective: --set objective="
+              f"{result.out_dir / 'mean_drift.npz'})")
+    return 0
+
+
 def cmd_envs(args) -> int:
     from jaxrl.envs.registry import list_ids, unavailable_ids
 
@@ -416,7 +442,7 @@ def cmd_algos(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "selfplay": cmd_selfplay, "resume": cmd_resume, "eval": cmd_eval, "sweep": cmd_sweep, "pbt": cmd_pbt, "envs": cmd_envs,
-            "algos": cmd_algos}
+            "algos": cmd_algos, "meta": cmd_meta}
 
 
 def _quiet_library_noise() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -113,8 +114,6 @@ def drift_objective(phi) -> str:
 
 def load_drift(path: str) -> dict:
     """A learned drift saved by `save_drift` (`objective=PATH`), checked."""
-    from pathlib import Path
-
     if not Path(path).is_file():
         raise ConfigError(f"objective={path!r}: must be one of {', '.join(OBJECTIVES)} or an existing .npz file "
                           f"of a learned drift (as `jaxrl meta` saves)")
@@ -131,7 +130,10 @@ def load_drift(path: str) -> dict:
 
 
 def save_drift(path, phi) -> None:
-    np.savez(path, **{k: np.asarray(v, np.float32) for k, v in phi.items()})
+    """A learned drift as an .npz that `objective=PATH` (`load_drift`) reads."""
+    from jaxrl.records import save_arrays
+
+    save_arrays(Path(path), {k: np.asarray(v, np.float32) for k, v in phi.items()})
 
 
 def learned_drift(phi, log_ratio, advantages, clip_eps, progress=None):
