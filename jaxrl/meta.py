@@ -317,7 +317,7 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, es_state, first: int, 
                    "median": float(np.median(finite)) if finite.size else math.nan,
                    "best": float(finite.max()) if finite.size else math.nan,
                    "worst": float(finite.min()) if finite.size else math.nan,
-                   "failed": int(P - finite.size), "run_s": round(out.timings["run_s"], 3)}
+                   "failed": int(P - finite.size)}
             curve.append(row)
             if out_dir is not None and rec is not None:
                 save_generation(out_dir, plan, es_state, generation, curve)
