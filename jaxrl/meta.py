@@ -276,6 +276,7 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, es_state, first: int, 
     import jax
     import jax.numpy as jnp
 
+    from jaxrl.errors import Preempted
     from jaxrl.progress import Progress
     from jaxrl.session import Session
 
@@ -298,13 +299,19 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, es_state, first: int, 
             def on_chunk(report, done_before=done_before, generation=generation):
                 bar.update(done_before + report.env_steps * P, f"generation {generation + 1}/{spec.generations}")
 
-            with session:
-                if compiled is None:
-                    bar.compiling(f"{P} inner runs")
-                    compiled = session.compile()
-                    bar.compiled(compiled.seconds)
-                    timings["compile_s"] = compiled.seconds
-                out = session.run(on_chunk)
+            try:
+                with session:
+                    if compiled is None:
+                        bar.compiling(f"{P} inner runs")
+                        compiled = session.compile()
+                        bar.compiled(compiled.seconds)
+                        timings["compile_s"] = compiled.seconds
+                    out = session.run(on_chunk)
+            except Preempted as err:  # the session saves nothing: the finished generations are the checkpoints
+                kept = f"generations 1-{generation} are saved; resume with: jaxrl resume {out_dir}" \
+                    if generation and out_dir else "no generation finished, nothing to resume"
+                raise Preempted(f"{str(err).split(';')[0]} in generation {generation + 1}; {kept}",
+                                err.signum) from None
             timings["run_s"] += out.timings["run_s"]
             fitness = fitness_of(out.metrics)
             # evosax minimises; a member without a finished episode (or diverged) ranks last
