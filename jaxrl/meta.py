@@ -55,14 +55,14 @@ class MetaSpec:
     seed: int
     raw: dict
 
-    def config(self):
+    def config(self, where: str = "meta spec"):
         """The inner runs' validated config (one seed each: the population are the runs)."""
         from jaxrl.algos import resolve_config
 
         try:
             return resolve_config(self.algo, overrides={**self.base, "seed": 0, "num_seeds": 1})
         except ConfigError as err:
-            raise ConfigError(f"meta spec base: {err}") from None
+            raise ConfigError(f"{where} base: {err}") from None
 
 
 def _positive_float(data: dict, key: str, default: float, where: str, zero: bool = False) -> float:
@@ -98,7 +98,7 @@ def parse_spec(data: Any, where: str = "meta spec") -> MetaSpec:
         sigma=_positive_float(data, "sigma", 0.03, where), lr=_positive_float(data, "lr", 0.01, where),
         init_std=_positive_float(data, "init_std", 0.1, where, zero=True),
         seed=positive_int(data, "seed", 0, where, minimum=0), raw=dict(data))
-    config = spec.config()
+    config = spec.config(where)
     if "drift" not in hparams(config):
         raise ConfigError(f"{where}: meta-learning evolves a learned objective, and this {algo} config has none: "
                           f"set base.objective to lpo or ta_lpo (or the path of a saved drift)")
