@@ -1,4 +1,4 @@
-"""Advantage estimation and policy/value losses shared by the algorithms."""
+"""Advantage estimation, policy/value losses and learned policy objectives (drifts) shared by the algorithms."""
 
 from __future__ import annotations
 
