@@ -1,4 +1,4 @@
-"""The `jaxrl` command: train, selfplay, resume, eval, sweep, pbt, report, envs, algos."""
+"""The `jaxrl` command: train, selfplay, resume, eval, sweep, pbt, meta, report, envs, algos."""
 
 from __future__ import annotations
 
@@ -109,6 +109,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_args(pbt, "sweeps/pbt-<name>-<time>")
     _add_checkpoint_arg(pbt)
 
+    meta = sub.add_parser("meta", help="meta-learn a policy objective by evolution strategies over whole runs",
+                          description="Evolve a learned PPO objective (LPO / TA-LPO drift) with OpenAI-ES from a "
+                                      "YAML spec (see README, Learned objectives): each generation trains the whole "
+                                      "population of inner runs in one compiled program. Writes the meta curve, "
+                                      "the best and mean learned drift (usable as --set objective=PATH) and a "
+                                      "drift plot; `jaxrl resume DIR` continues from the last finished generation.")
+    meta.add_argument("spec", help="meta spec (YAML)")
+    _add_batch_args(meta, "sweeps/meta-<name>-<time>")
     report = sub.add_parser("report", help="compare runs, sweeps and benchmarks in a Markdown report with plots",
                             description="Write report.md (per-env scores, aggregate IQM/mean/median/optimality "
                                         "gap, probability of improvement, all with stratified bootstrap 95% CIs; "
@@ -260,7 +268,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from jaxrl import api, evaluate, pbt, session
+    from jaxrl import api, evaluate, meta, pbt, session
     from jaxrl.config import ConfigError, parse_overrides
     from jaxrl.sweep import record as sweep_record
     from jaxrl.sweep import run as sweep_run
@@ -268,7 +276,8 @@ def cmd_resume(args) -> int:
     if args.eval_episodes is not None and args.eval_episodes < 0:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     eval_episodes = args.eval_episodes
-    if eval_episodes is None and not (sweep_record.is_sweep_dir(args.run_dir) or pbt.is_pbt_dir(args.run_dir)):
+    if eval_episodes is None and not (sweep_record.is_sweep_dir(args.run_dir) or pbt.is_pbt_dir(args.run_dir)
+                                      or meta.is_meta_dir(args.run_dir)):
         eval_episodes = evaluate.default_eval_episodes(session.load_run_config(args.run_dir))
     overrides = parse_overrides(args.sets)
     _prepare_runtime()
@@ -278,6 +287,8 @@ def cmd_resume(args) -> int:
         print_sweep_summary(result)
     elif isinstance(result, pbt.PBTResult):
         print(pbt.format_result(result))
+    elif isinstance(result, meta.MetaResult):
+        print(meta.format_result(result))
     else:
         print_summary(result)
     return 0
@@ -470,6 +481,20 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_meta(args) -> int:
+    from jaxrl import meta
+    from jaxrl.devices import is_main
+
+    spec = meta.load_spec(args.spec)
+    _prepare_runtime(use_cache=not args.no_compile_cache)
+    result = meta.run_meta(spec, out=args.out, progress=_progress(args), devices=args.devices)
+    if is_main():
+        print(meta.format_result(result))
+        print(f"meta directory: {result.out_dir}  (learned objective: --set objective="
+              f"{result.out_dir / 'mean_drift.npz'})")
+    return 0
+
+
 def cmd_envs(args) -> int:
     from jaxrl.envs.registry import list_ids, unavailable_ids
 
@@ -501,7 +526,7 @@ def cmd_algos(args) -> int:
 
 
 COMMANDS = {"train": cmd_train, "selfplay": cmd_selfplay, "resume": cmd_resume, "eval": cmd_eval, "sweep": cmd_sweep, "pbt": cmd_pbt, "envs": cmd_envs,
-            "report": cmd_report,
+            "report": cmd_report, "meta": cmd_meta,
             "algos": cmd_algos}
 
 

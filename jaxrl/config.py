@@ -220,15 +220,20 @@ def to_dict(config) -> dict[str, Any]:
     return {f.name: (list(v) if isinstance(v := getattr(config, f.name), tuple) else v) for f in fields_of(type(config))}
 
 
-def hparams(config) -> dict[str, float]:
-    """The dynamic fields, to be passed into the program as traced arrays."""
-    return {f.name: float(getattr(config, f.name)) for f in fields_of(type(config), "dynamic")}
+def hparams(config) -> dict[str, Any]:
+    """The dynamic fields, to be passed into the program as traced arrays, and the config's learned parameters
+    (`config.learned_hparams()`, if it declares them: a pytree of arrays, e.g. a learned objective's weights)."""
+    values = {f.name: float(getattr(config, f.name)) for f in fields_of(type(config), "dynamic")}
+    learned = getattr(config, "learned_hparams", None)
+    return values | learned() if learned else values
 
 
-def stacked_hparams(configs) -> dict[str, np.ndarray]:
-    """The dynamic fields of several runs' configs (one static signature), one value per run."""
-    return {f.name: np.asarray([getattr(c, f.name) for c in configs], np.float32)
-            for f in fields_of(type(configs[0]), "dynamic")}
+def stacked_hparams(configs) -> dict[str, Any]:
+    """`hparams` of several runs' configs (one static signature), stacked: every leaf leads with one entry per run."""
+    import jax
+
+    return jax.tree.map(lambda *values: np.stack([np.asarray(v, np.float32) for v in values]),
+                        *[hparams(c) for c in configs])
 
 
 def default_of(f: dataclasses.Field):

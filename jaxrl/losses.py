@@ -1,12 +1,14 @@
-"""Advantage estimation and policy/value losses shared by the algorithms."""
+"""Advantage estimation, policy/value losses and learned policy objectives (drifts) shared by the algorithms."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrl.config import ConfigError, dynamic, static
 
@@ -67,9 +69,87 @@ def ppo_policy_loss(log_prob, old_log_prob, advantages, clip_eps, weights=None):
     unclipped = ratio * advantages
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantages
     loss = -mean(jnp.minimum(unclipped, clipped), weights)
+    return (loss, *ratio_stats(ratio, log_ratio, clip_eps, weights))
+
+
+def ratio_stats(ratio, log_ratio, clip_eps, weights=None):
+    """Fraction of samples outside the clipping range, and the approximate KL of the new policy from the old."""
     clip_frac = mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), weights)
-    approx_kl = mean((ratio - 1.0) - log_ratio, weights)
-    return loss, clip_frac, approx_kl
+    return clip_frac, mean((ratio - 1.0) - log_ratio, weights)
+
+
+# Learned objectives (Lu et al. 2022, "Discovered Policy Optimisation"; Jackson et al. 2024, TA-LPO): a policy
+# loss -mean[r * A - D(r, A)] whose drift D >= 0 is zero with zero gradient at r = 1. PPO's clipped surrogate is
+# the drift relu((r - clip(r, 1 +- eps)) * A); a learned drift adds a small MLP f_phi to it, inside a relu
+# lowered by DRIFT_MARGIN, so that near r = 1 (where f_phi and PPO's drift are 0) the relu is flat.
+OBJECTIVES = ("clip", "lpo", "ta_lpo")
+DRIFT_HIDDEN = 128
+DRIFT_MARGIN = 1e-4
+DRIFT_FEATURES = 8  # r-1, (r-1)^2, log r, (log r)^2 and those four times A; TA-LPO: also all eight times n/N
+
+
+def ppo_drift(ratio, advantages, clip_eps):
+    """PPO's drift: r*A - ppo_drift == min(r*A, clip(r, 1 +- eps)*A)."""
+    return jax.nn.relu((ratio - jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)) * advantages)
+
+
+def drift_inputs(log_ratio, advantages, progress=None):
+    """[..., 8] features of (r, A), or [..., 16] with `progress` (the fraction n/N of the training budget used)."""
+    r1 = jnp.exp(log_ratio) - 1.0
+    base = jnp.stack([r1, r1 * r1, log_ratio, log_ratio * log_ratio], axis=-1)
+    x = jnp.concatenate([base, base * advantages[..., None]], axis=-1)
+    return x if progress is None else jnp.concatenate([x, x * progress], axis=-1)
+
+
+def drift_params(objective: str) -> dict:
+    """The learned drift's parameters at PPO (f_phi = 0): {"w1": [inputs, 128], "w2": [128]}, no biases."""
+    inputs = DRIFT_FEATURES * (2 if objective == "ta_lpo" else 1)
+    return {"w1": np.zeros((inputs, DRIFT_HIDDEN), np.float32), "w2": np.zeros(DRIFT_HIDDEN, np.float32)}
+
+
+def drift_objective(phi) -> str:
+    """Which learned objective `phi` parameterises, read from its input width."""
+    return "ta_lpo" if phi["w1"].shape[0] == 2 * DRIFT_FEATURES else "lpo"
+
+
+def load_drift(path: str) -> dict:
+    """A learned drift saved by `save_drift` (`objective=PATH`), checked."""
+    if not Path(path).is_file():
+        raise ConfigError(f"objective={path!r}: must be one of {', '.join(OBJECTIVES)} or an existing .npz file "
+                          f"of a learned drift (as `jaxrl meta` saves)")
+    try:
+        with np.load(path) as data:
+            phi = {"w1": np.asarray(data["w1"], np.float32), "w2": np.asarray(data["w2"], np.float32)}
+    except (OSError, ValueError, KeyError) as err:
+        raise ConfigError(f"objective={path!r} is not a learned drift .npz with arrays w1, w2 ({err})") from None
+    if phi["w1"].shape not in ((DRIFT_FEATURES, DRIFT_HIDDEN), (2 * DRIFT_FEATURES, DRIFT_HIDDEN)) \
+            or phi["w2"].shape != (DRIFT_HIDDEN,) or not all(np.isfinite(w).all() for w in phi.values()):
+        raise ConfigError(f"objective={path!r}: w1 {phi['w1'].shape} and w2 {phi['w2'].shape} must be finite, of "
+                          f"shapes ({DRIFT_FEATURES} or {2 * DRIFT_FEATURES}, {DRIFT_HIDDEN}) and ({DRIFT_HIDDEN},)")
+    return phi
+
+
+def save_drift(path, phi) -> None:
+    """A learned drift as an .npz that `objective=PATH` (`load_drift`) reads."""
+    from jaxrl.records import save_arrays
+
+    save_arrays(Path(path), {k: np.asarray(v, np.float32) for k, v in phi.items()})
+
+
+def learned_drift(phi, log_ratio, advantages, clip_eps, progress=None):
+    """relu(f_phi(x) - DRIFT_MARGIN + PPO's drift): >= 0, and 0 with zero gradient at r = 1 (x = 0 there, and an
+    MLP without biases maps 0 to 0). `progress` is read when phi is a TA-LPO drift."""
+    x = drift_inputs(log_ratio, advantages, progress if drift_objective(phi) == "ta_lpo" else None)
+    f = jnp.tanh(x @ phi["w1"]) @ phi["w2"]
+    return jax.nn.relu(f - DRIFT_MARGIN + ppo_drift(jnp.exp(log_ratio), advantages, clip_eps))
+
+
+def drift_policy_loss(log_prob, old_log_prob, advantages, clip_eps, phi, progress, weights=None):
+    """-mean[r*A - D_phi(r, A)] (to minimise), with clip fraction and approx KL as `ppo_policy_loss`."""
+    log_ratio = log_prob - old_log_prob
+    ratio = jnp.exp(log_ratio)
+    loss = -mean(ratio * advantages - learned_drift(phi, log_ratio, advantages, clip_eps, progress), weights)
+    return (loss, *ratio_stats(ratio, log_ratio, clip_eps, weights))
 
 
 def value_loss(values, old_values, targets, clip_eps, clip: bool, weights=None):
@@ -90,13 +170,18 @@ def ppo_loss(log_prob, entropy, value_out, old_log_prob, old_values, advantages,
     current critic's outputs. The value loss is 0.5 * squared error for a scalar head (clipped around the old
     value if `clip_value`), the cross-entropy to the projected targets for a categorical one (not clipped: PPO's
     value clipping bounds a regression's step, and a categorical head's logits move by softmax - target, already
-    bounded). hp: clip_eps, vf_coef, ent_coef. `weights` (0/1) drop samples from the policy loss, entropy and
+    bounded). hp: clip_eps, vf_coef, ent_coef (and, for a learned objective, its drift parameters "drift" and
+    "progress", the fraction of the run done). `weights` (0/1) drop samples from the policy loss, entropy and
     advantage statistics (an action that did not count); `value_weights` from the value loss (a sample not the
     learner's). Returns (total, stats).
     """
     if normalize_advantages:
         advantages = normalize(advantages, weights)
-    pi_loss, clip_frac, approx_kl = ppo_policy_loss(log_prob, old_log_prob, advantages, hp["clip_eps"], weights)
+    if "drift" in hp:  # a learned objective: its parameters and the fraction of the run done travel in hp
+        pi_loss, clip_frac, approx_kl = drift_policy_loss(log_prob, old_log_prob, advantages, hp["clip_eps"],
+                                                          hp["drift"], hp["progress"], weights)
+    else:
+        pi_loss, clip_frac, approx_kl = ppo_policy_loss(log_prob, old_log_prob, advantages, hp["clip_eps"], weights)
     if value_head.kind == "scalar":
         v_loss = value_loss(value_head.value(value_out), old_values, targets, hp["clip_eps"], clip_value,
                             value_weights)

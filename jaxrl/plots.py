@@ -6,6 +6,7 @@
     schedules.png                a PBT run's hyperparameter schedules and returns
     ratings.png, winrate.png     a self-play run's Elo and round-robin matrix (`jaxrl eval`)
     aggregates.png, profiles.png, improvement.png, curves.png   a report's comparison (`jaxrl report`)
+    meta_curve.png, drift.png    a meta run's fitness per generation, its learned drift beside PPO's (`jaxrl meta`)
 matplotlib is imported inside the functions, on first use: importing it would add to the start-up
 time of every `jaxrl` command, most of which draw nothing until their run is over.
 """
@@ -318,3 +319,57 @@ def plot_sample_efficiency(path: Path, curves: dict, labels: list[str], ylabels:
         ax.set_visible(False)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_meta_curve(path: Path, curve: list[dict], name: str) -> Path:
+    """meta_curve.png: the population's fitness (final return of its inner runs) per generation."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    x = [row["generation"] for row in curve]
+    for key, style in (("best", "-"), ("median", "--"), ("mean", "-")):
+        ax.plot(x, [row[key] for row in curve], style, lw=1.5 if key == "mean" else 1.0, label=key)
+    ax.fill_between(x, [row["worst"] for row in curve], [row["best"] for row in curve], alpha=0.15)
+    ax.set_xlabel("generation")
+    ax.set_ylabel("fitness (final return)")
+    ax.set_title(f"{name}: fitness of the population", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, Path(path))
+
+
+def plot_drift(path: Path, drifts: dict, clip_eps: float, title: str) -> Path:
+    """drift.png: PPO's drift and each learned drift (name -> phi) over r in [0.5, 1.5], A in [-3, 3], one
+    colour scale; a TA-LPO drift at the start, middle and end of training (n/N = 0, 0.5, 1)."""
+    import jax
+
+    from jaxrl.losses import drift_objective, learned_drift, ppo_drift
+
+    plt = _pyplot()
+    r, adv = np.meshgrid(np.linspace(0.5, 1.5, 201, dtype=np.float32), np.linspace(-3.0, 3.0, 201, dtype=np.float32))
+    drift = jax.jit(learned_drift)  # one compilation per kind of drift, not one per operation
+    panels = [("PPO (clip)", np.asarray(jax.jit(ppo_drift)(r, adv, clip_eps)))]
+    for name, phi in drifts.items():
+        times = (0.0, 0.5, 1.0) if drift_objective(phi) == "ta_lpo" else (None,)
+        for t in times:
+            panels.append((name + ("" if t is None else f", n/N={t:g}"), np.asarray(drift(phi, np.log(r), adv,
+                                                                                          clip_eps, t))))
+    top = max(float(np.nanmax(p)) for _, p in panels) or 1.0
+    cols = min(len(panels), 4)
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols + 1.0, 3.0 * rows + 0.4), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for i, (ax, (name, value)) in enumerate(zip(axes.flat, panels)):
+        image = ax.pcolormesh(r, adv, value, vmin=0.0, vmax=top, cmap="viridis", shading="auto")
+        ax.contour(r, adv, value, levels=[1e-3], colors="white", linewidths=0.6)  # where the drift starts
+        ax.axvline(1.0, color="white", lw=0.5, ls=":")
+        ax.set_title(name, fontsize=9)
+        if i >= len(panels) - cols:
+            ax.set_xlabel("ratio r")
+        if i % cols == 0:
+            ax.set_ylabel("advantage A")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="drift D(r, A)")
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, Path(path))

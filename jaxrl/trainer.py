@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from jaxrl import algos, checkpoint, devices as devices_, loggers, loop, plots, records
-from jaxrl.config import check_keys, fields_of, hparams, recorded_config, to_dict
+from jaxrl.config import check_keys, fields_of, recorded_config, stacked_hparams, to_dict
 from jaxrl.errors import JaxrlError
 from jaxrl.progress import Progress
 from jaxrl.session import (DEFAULT_CHECKPOINT_EVERY, Checkpoints, Session, check_checkpoint_format, checkpoint_info,
@@ -49,8 +49,8 @@ def train(config, out: str | None = None, progress: bool | str = True, record: b
     algorithm = algos.of_config(config)
     program = algorithm.make_program(config)  # builds the env, checks it fits the algorithm
     layout = devices_.plan(devices, config.num_seeds, program.env_shards)
-    loop.check_memory(program, run_keys(config.seed, config.num_seeds)[1], hparams(config),
-                      layout.describe()["devices"])
+    loop.check_memory(program, run_keys(config.seed, config.num_seeds)[1],
+                      stacked_hparams([config] * config.num_seeds), layout.describe()["devices"])
     run_dir = records.new_run_dir(out, algorithm.name, config.env) if record else None
     rec = records.RunRecord(run_dir, to_dict(config), algorithm.name, checkpoint_every=checkpoint_every,
                             keep_checkpoints=keep_checkpoints, log=list(log), **layout.describe()) \
@@ -93,8 +93,9 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
         bar.chunk(report.env_steps, sps, ret)
 
     on_abort = (lambda status, message: rec.finish(status, message)) if rec else None
-    session = Session(program, keys, hparams(config), layout, checkpoints, on_abort=on_abort,
-                      resume_hint=f"jaxrl resume {run_dir}" if run_dir else None)
+    session = Session(program, keys, stacked_hparams([config] * config.num_seeds), layout, checkpoints,
+                      on_abort=on_abort, resume_hint=f"jaxrl resume {run_dir}" if run_dir else None)
+
     def open_loggers():  # inside the record's failure handling below: one that cannot start fails the run
         return loggers.Loggers([*(loggers.make_loggers(log, rec, start_step, last["steps"] + 1) if rec else []),
                                 *(callbacks if devices_.is_main() else ())])

@@ -22,7 +22,7 @@ from jaxrl import distributions, envs, loop
 from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, make_env
 from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
-from jaxrl.losses import PPOHyperparameters, ValueHeadConfig, gae, ppo_loss
+from jaxrl.losses import OBJECTIVES, PPOHyperparameters, ValueHeadConfig, drift_params, gae, load_drift, ppo_loss
 from jaxrl.networks import (ACTIVATIONS, ActorCritic, RecurrentActorCritic, RecurrentConfig, check_conv,
                             flatten_obs, replay_sequence, zero_memory)
 from jaxrl.optim import make_optimizer, rollout_epochs
@@ -49,6 +49,9 @@ class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConf
                                     "value_head only)")
     normalize_obs: bool = static(False, "standardise observations with running statistics")
     normalize_advantages: bool = static(True, "standardise advantages per minibatch")
+    objective: str = static("clip", "policy objective: PPO's clipped surrogate (clip), a learned drift started at "
+                                    "PPO's (lpo; ta_lpo also reads the fraction of the run done), or the path of a "
+                                    "learned drift .npz (`jaxrl meta` writes them)")
     updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
                                        "second)", low=0)
     unroll: int = static(1, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
@@ -81,6 +84,15 @@ class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConf
                 f"(num_envs*num_steps={batch})"
             )
         check_run_fields(self)
+        if self.objective not in OBJECTIVES:
+            load_drift(self.objective)  # raises ConfigError for a path that holds no learned drift
+
+    def learned_hparams(self) -> dict:
+        """A learned objective's drift parameters, traced like the dynamic fields (an outer loop vmaps runs over
+        them, `jaxrl.meta`); PPO's clipped surrogate has none."""
+        if self.objective == "clip":
+            return {}
+        return {"drift": drift_params(self.objective) if self.objective in OBJECTIVES else load_drift(self.objective)}
 
     @property
     def batch_size(self) -> int:
@@ -169,7 +181,7 @@ def make_program(config: Config) -> loop.Program:
         else:
             memory, params = None, network.init(net_key, obs)
         opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
-        hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
+        hp = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), hp)
         state = RunnerState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
         return RecurrentRunnerState(**vars(state), memory=memory) if recurrent else state
 
@@ -215,6 +227,8 @@ def make_program(config: Config) -> loop.Program:
         advantages, targets = compute_advantages(state.params, traj, hp)
         frac = 1.0 - state.update_idx / state.num_updates if config.anneal_lr else 1.0
         lr = hp["lr"] * frac
+        if "drift" in hp:  # a learned objective reads how far the run is (TA-LPO)
+            hp = hp | {"progress": (state.update_idx / state.num_updates).astype(jnp.float32)}
         if recurrent:  # replayed from the rollout's first memory, zeroed where the previous step ended
             steps = (traj.replace(extras={k: v for k, v in traj.extras.items() if k != "memory"}), advantages,
                      targets, episode_starts(traj.done))

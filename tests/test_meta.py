@@ -1,0 +1,80 @@
+"""`jaxrl meta`: evolution strategies over a learned objective, one compiled program of inner runs per generation."""
+
+import signal
+
+import numpy as np
+import pytest
+
+from jaxrl import api, cli, meta
+from jaxrl.cache import enable_compilation_cache
+from jaxrl.config import ConfigError
+from jaxrl.errors import Preempted
+from jaxrl.losses import load_drift
+
+SPEC = {"name": "tiny", "env": "gymnax:CartPole-v1", "population": 4, "generations": 2, "sigma": 0.05, "lr": 0.05,
+        "seed": 1, "base": {"objective": "lpo", "total_timesteps": 1024, "num_envs": 4, "num_steps": 32,
+                            "num_minibatches": 1, "update_epochs": 1, "hidden_sizes": [16]}}
+
+
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory):
+    """A meta run never stopped (compiled once for both generations; cached, as the jaxrl command does, for the
+    resume test's runs of the same program)."""
+    enable_compilation_cache()
+    out = tmp_path_factory.mktemp("meta") / "whole"
+    return out, meta.run_meta(SPEC, out=str(out), progress=False)
+
+
+@pytest.mark.timeout(240)
+def test_a_meta_run_writes_its_curve_drifts_and_plots(whole):
+    out, whole = whole
+    for name in ("meta_curve.csv", "meta_curve.png", "drift.png", "best_drift.npz", "mean_drift.npz", "spec.yaml",
+                 "summary.json", "metadata.json"):
+        assert (out / name).is_file(), name
+    assert [row["generation"] for row in whole.curve] == [1, 2]
+    assert all(np.isfinite(row["mean"]) and row["best"] >= row["median"] >= row["worst"] for row in whole.curve)
+    assert whole.summary["population"] == 4
+    mean = load_drift(out / "mean_drift.npz")  # what `--set objective=PATH` reads
+    assert mean["w1"].shape == (8, 128)
+    assert not np.array_equal(mean["w1"], load_drift(out / "best_drift.npz")["w1"])  # the ES moved its mean
+
+
+@pytest.mark.slow  # two more runs of the program: 5-10 s on 2 cores with its compilation cached, over the budget
+@pytest.mark.timeout(300)
+def test_resume_continues_from_the_last_finished_generation_bitwise(whole, tmp_path):
+    whole_dir, whole = whole
+    save = meta.save_generation
+
+    def stop_after_first(out_dir, plan, es_state, generation, curve):
+        save(out_dir, plan, es_state, generation, curve)
+        raise Preempted("stopped by SIGTERM after generation 1", signal.SIGTERM)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(meta, "save_generation", stop_after_first)
+        with pytest.raises(Preempted):
+            meta.run_meta(SPEC, out=str(tmp_path / "stopped"), progress=False)
+    resumed = api.resume(tmp_path / "stopped", progress=False)
+    assert resumed.summary["resumed_from_generation"] == 1
+    assert resumed.curve == whole.curve
+    for name in ("es_state.npz", "mean_drift.npz", "best_drift.npz"):
+        with np.load(whole_dir / name) as a, np.load(tmp_path / "stopped" / name) as b:
+            assert sorted(a.files) == sorted(b.files)
+            for key in a.files:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=f"{name}:{key}")
+    assert (whole_dir / "meta_curve.csv").read_text() == (tmp_path / "stopped" / "meta_curve.csv").read_text()
+    assert cli.main(["resume", str(whole_dir)]) == 2  # finished: nothing to resume
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"population": 5}, "population=5 must be even"),
+    ({"population": 2}, "population=2 must be an integer >= 4"),
+    ({"sigma": 0}, "sigma=0 must be a finite number > 0"),
+    ({"speed": 1}, "unknown key\\(s\\) 'speed'"),
+    ({"base": {"objective": "clip"}}, "evolves a learned objective.*objective to lpo or ta_lpo"),
+    ({"base": {"objective": "lpo", "num_envs": 0}}, "meta spec base: num_envs=0: must be >= 1"),
+    ({"base": {"objective": "lpo", "seed": 3}}, "base.seed is set by the meta loop"),
+])
+def test_bad_meta_specs_are_one_line_errors(changes, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        meta.parse_spec({**SPEC, **changes})
+    assert "\n" not in str(err.value)
