@@ -14,8 +14,8 @@ from jaxrl.trainer import resume as resume_run
 def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: dict | None = None,
            progress: bool | str = True, eval_episodes: int = 10, devices: int | None = None):
     """`jaxrl resume`: continue a stopped run (see `trainer.resume`), a sweep directory as a sweep, a PBT
-    directory as PBT."""
-    from jaxrl import pbt
+    directory as PBT, a bench directory as a bench."""
+    from jaxrl import bench, pbt
     from jaxrl.errors import JaxrlError
     from jaxrl.session import import_recorded_modules
     from jaxrl.sweep import record as sweep_record
@@ -30,6 +30,11 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
         if from_checkpoint is not None or overrides:
             raise JaxrlError("--from-checkpoint and --set do not apply to PBT (it continues from its latest checkpoint)")
         return pbt.resume_pbt(run_dir, progress=progress, devices=devices)
+    if bench.is_bench_dir(run_dir):
+        if from_checkpoint is not None or overrides:
+            raise JaxrlError("--from-checkpoint and --set do not apply to a bench (its finished groups are kept)")
+        import_recorded_modules(run_dir)
+        return bench.resume_bench(run_dir, progress=progress, devices=devices)
     return resume_run(run_dir, from_checkpoint, overrides, progress, eval_episodes, devices)
 
 
