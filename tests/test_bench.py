@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from jaxrl import api, bench, cli
+from jaxrl import api, bench, cache, cli
 from jaxrl.bench.suite import load_references, shipped_suites
 from jaxrl.errors import JaxrlError
 
@@ -25,6 +25,7 @@ SUITE["entries"][1]["set"]["total_timesteps"] = 2048
 
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
+    cache.enable_compilation_cache()  # the resume test compiles a group of this bench again: a cache hit
     return bench.run_bench(SUITE, out=str(tmp_path_factory.mktemp("bench") / "b"), progress=False)
 
 
