@@ -18,9 +18,9 @@ TINY = {"num_envs": 4, "num_steps": 32, "update_epochs": 1, "num_minibatches": 1
         "updates_per_chunk": 4}
 SUITE = {"name": "tiny", "seeds": 2, "entries": [
     {"algo": "ppo", "set": TINY, "envs": [{"env": "gymnax:CartPole-v1", "total_timesteps": 2048}]},
-    {"algo": "ppo", "name": "ppo-wide", "set": {**TINY, "hidden_sizes": [32]}, "envs": ["gymnax:CartPole-v1"]},
+    {"algo": "ppo", "name": "ppo-wide", "set": {**TINY, "hidden_sizes": [32], "total_timesteps": 2048},
+     "envs": ["gymnax:CartPole-v1"]},
 ]}
-SUITE["entries"][1]["set"]["total_timesteps"] = 2048
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,15 @@ import json
 import math
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from jaxrl import devices as devices_
 from jaxrl import records, stats
-from jaxrl.bench.suite import Group, Suite, load_references, load_suite, parse_suite
+from jaxrl.bench.suite import Suite, load_references, load_suite, parse_suite
 from jaxrl.config import ConfigError
 from jaxrl.progress import Progress
 from jaxrl.sweep.ranking import round_metric
@@ -65,7 +67,8 @@ def run_bench(suite: str | Path | dict | Suite, out: str | None = None, progress
     wall_start = time.perf_counter()
     suite = suite if isinstance(suite, Suite) else load_suite(suite)  # every error before compiling
     bench_dir = records.new_run_dir(out, "bench", suite.name, root="benches")
-    return _run_groups(suite, bench_dir, BenchRecord(bench_dir, suite), progress, devices, wall_start)
+    rec = BenchRecord(bench_dir, suite) if devices_.is_main() else None
+    return _run_groups(suite, bench_dir, rec, progress, devices, wall_start)
 
 
 def resume_bench(bench_dir: str | Path, progress: bool | str = True, devices: int | None = None) -> BenchResult:
@@ -78,7 +81,8 @@ def resume_bench(bench_dir: str | Path, progress: bool | str = True, devices: in
     from jaxrl.config import load_yaml
 
     suite = parse_suite(load_yaml(bench_dir / "suite.yaml", "suite"), f"suite {str(bench_dir / 'suite.yaml')!r}")
-    return _run_groups(suite, bench_dir, BenchRecord.reopen(bench_dir), progress, devices, wall_start)
+    rec = BenchRecord.reopen(bench_dir) if devices_.is_main() else None
+    return _run_groups(suite, bench_dir, rec, progress, devices, wall_start)
 
 
 def _finished(run_dir: Path) -> bool:
@@ -107,7 +111,10 @@ class _GroupProgress(Progress):
         pass  # the bench's display outlives its groups
 
 
-def _run_groups(suite: Suite, bench_dir: Path, rec: BenchRecord, progress, devices, wall_start: float) -> BenchResult:
+def _run_groups(suite: Suite, bench_dir: Path, rec: BenchRecord | None, progress, devices,
+                wall_start: float) -> BenchResult:
+    """Every group not finished yet through the trainer; only the process holding `rec` (process 0)
+    writes the bench directory."""
     from jaxrl import checkpoint, trainer
 
     groups = suite.groups
@@ -124,7 +131,7 @@ def _run_groups(suite: Suite, bench_dir: Path, rec: BenchRecord, progress, devic
     summaries = {i: json.loads((run_dirs[i] / "summary.json").read_text()) for i in kept}
     timing = {"compile_s": 0.0, "run_s": 0.0, "env_steps": 0}
     done_steps = 0
-    with records.RunLock(bench_dir), records.failures(rec), bar:
+    with records.RunLock(bench_dir) if rec else nullcontext(), records.failures(rec), bar:
         for n, i in enumerate(todo, 1):
             group, run_dir = groups[i], run_dirs[i]
             view = _GroupProgress(bar, f"group {n}/{len(todo)} {group.name} on {group.env}", done_steps, suite.seeds)
@@ -141,7 +148,8 @@ def _run_groups(suite: Suite, bench_dir: Path, rec: BenchRecord, progress, devic
             updates_run = group.program.num_updates - s.get("resumed_from_update", 0)
             timing["env_steps"] += updates_run * group.program.steps_per_update * suite.seeds
             done_steps += group_steps[i]
-            rec.write_scores(_scores(suite, summaries, references))  # every finished group is on disk
+            if rec:  # every finished group is on disk before the next starts
+                rec.write_scores(_scores(suite, summaries, references))
         scores = _scores(suite, summaries, references)
         summary = {
             "name": suite.name, "groups": len(groups), "seeds": suite.seeds, "runs": len(scores),
@@ -151,8 +159,9 @@ def _run_groups(suite: Suite, bench_dir: Path, rec: BenchRecord, progress, devic
             "steps_per_second": round(timing["env_steps"] / max(timing["run_s"], 1e-9)),
             "algos": aggregate(scores, references),
         }
-        rec.write_json("summary.json", summary)
-        rec.finish("finished")
+        if rec:
+            rec.write_json("summary.json", summary)
+            rec.finish("finished")
     return BenchResult(bench_dir, scores, summary, suite)
 
 
