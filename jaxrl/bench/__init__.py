@@ -31,6 +31,7 @@ from jaxrl import devices as devices_
 from jaxrl import records, stats
 from jaxrl.bench.suite import Suite, load_references, load_suite, parse_suite
 from jaxrl.config import ConfigError
+from jaxrl.errors import Preempted
 from jaxrl.progress import Progress
 from jaxrl.sweep.ranking import round_metric
 
@@ -135,13 +136,16 @@ def _run_groups(suite: Suite, bench_dir: Path, rec: BenchRecord | None, progress
         for n, i in enumerate(todo, 1):
             group, run_dir = groups[i], run_dirs[i]
             view = _GroupProgress(bar, f"group {n}/{len(todo)} {group.name} on {group.env}", done_steps, suite.seeds)
-            if checkpoint.steps(run_dir / "checkpoints"):
-                result = trainer.resume(run_dir, progress=view, eval_episodes=0, devices=devices)
-            else:
-                if run_dir.exists():  # stopped before its first checkpoint: nothing to continue from
-                    shutil.rmtree(run_dir)
-                result = trainer.train(group.config, out=str(run_dir), progress=view, eval_episodes=0,
-                                       devices=devices)
+            try:
+                if checkpoint.steps(run_dir / "checkpoints"):
+                    result = trainer.resume(run_dir, progress=view, eval_episodes=0, devices=devices)
+                else:
+                    if run_dir.exists():  # stopped before its first checkpoint: nothing to continue from
+                        shutil.rmtree(run_dir)
+                    result = trainer.train(group.config, out=str(run_dir), progress=view, eval_episodes=0,
+                                           devices=devices)
+            except Preempted as err:  # the group's message names the group's directory; the bench continues too
+                raise Preempted(f"{err}; continue the whole bench with: jaxrl resume {bench_dir}", err.signum) from None
             s = summaries[i] = result.summary
             timing["compile_s"] += s["compile_s"]
             timing["run_s"] += s["run_s"]
