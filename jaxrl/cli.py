@@ -1,4 +1,4 @@
-"""The `jaxrl` command: train, selfplay, resume, eval, sweep, pbt, meta, report, envs, algos."""
+"""The `jaxrl` command: train, selfplay, resume, eval, sweep, pbt, bench, meta, report, envs, algos."""
 
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "same directory. On the same machine and device count the result is bitwise "
                                      "that of the run never stopped. SIGTERM/SIGINT stop a run after the current "
                                      "chunk with a checkpoint; a second signal aborts at once. A sweep directory "
-                                     "continues with the groups not finished yet.")
-    res.add_argument("run_dir", help="run directory written by `jaxrl train` (or a sweep directory)")
+                                     "continues with the groups not finished yet, a bench directory with its "
+                                     "groups not finished yet.")
+    res.add_argument("run_dir", help="run directory written by `jaxrl train` (or a sweep or bench directory)")
     res.add_argument("--from-checkpoint", type=int, metavar="N", help="resume from checkpoint N (default: latest)")
     res.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="change a dynamic hyperparameter from here on (e.g. --set lr=1e-4)")
@@ -109,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_args(pbt, "sweeps/pbt-<name>-<time>")
     _add_checkpoint_arg(pbt)
 
+    bench = sub.add_parser("bench", help="run a benchmark suite: algorithms x envs x seeds, one program per group",
+                           description="Run a benchmark suite (see README, Benchmark suites): each (algorithm "
+                                       "config, env) is one compiled program with its seeds vmapped and one run "
+                                       "directory; scores.csv holds every run's final and normalised score, "
+                                       "summary.json the aggregates (IQM, mean, median, optimality gap, 95% CIs).")
+    bench.add_argument("suite", help="a shipped suite (classic, minatar, brax-small, mpe) or a suite YAML file")
+    _add_batch_args(bench, "benches/bench-<name>-<time>")
     meta = sub.add_parser("meta", help="meta-learn a policy objective by evolution strategies over whole runs",
                           description="Evolve a learned PPO objective (LPO / TA-LPO drift) with OpenAI-ES from a "
                                       "YAML spec (see README, Learned objectives): each generation trains the whole "
@@ -268,7 +276,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_resume(args) -> int:
-    from jaxrl import api, evaluate, meta, pbt, session
+    from jaxrl import api, bench, evaluate, meta, pbt, session
     from jaxrl.config import ConfigError, parse_overrides
     from jaxrl.sweep import record as sweep_record
     from jaxrl.sweep import run as sweep_run
@@ -277,7 +285,7 @@ def cmd_resume(args) -> int:
         raise ConfigError(f"--eval-episodes={args.eval_episodes}: must be >= 0")
     eval_episodes = args.eval_episodes
     if eval_episodes is None and not (sweep_record.is_sweep_dir(args.run_dir) or pbt.is_pbt_dir(args.run_dir)
-                                      or meta.is_meta_dir(args.run_dir)):
+                                      or meta.is_meta_dir(args.run_dir) or bench.is_bench_dir(args.run_dir)):
         eval_episodes = evaluate.default_eval_episodes(session.load_run_config(args.run_dir))
     overrides = parse_overrides(args.sets)
     _prepare_runtime()
@@ -289,6 +297,8 @@ def cmd_resume(args) -> int:
         print(pbt.format_result(result))
     elif isinstance(result, meta.MetaResult):
         print(meta.format_result(result))
+    elif isinstance(result, bench.BenchResult):
+        print_bench_summary(result)
     else:
         print_summary(result)
     return 0
@@ -464,6 +474,32 @@ def cmd_pbt(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from jaxrl import bench
+
+    suite = bench.load_suite(args.suite)
+    _prepare_runtime(use_cache=not args.no_compile_cache)
+    print_bench_summary(bench.run_bench(suite, out=args.out, progress=_progress(args), devices=args.devices))
+    return 0
+
+
+def print_bench_summary(result) -> None:
+    s = result.summary
+    kept = f", {s['kept_groups']} group(s) kept from before" if s["kept_groups"] else ""
+    print(f"bench {s['name']}: {s['groups']} groups x {s['seeds']} seeds = {s['runs']} runs, {s['compilations']} "
+          f"compilation(s) ({s['compile_s']:.1f} s), run {s['run_s']:.1f} s, {s['steps_per_second']:,} steps/s, "
+          f"wall {s['wall_s']:.0f} s{kept}")
+    for algo, entry in s["algos"].items():
+        envs = ", ".join(f"{env.split(':')[-1]} {e['final_return_mean'] if e['final_return_mean'] != '' else '-'}" for env, e in entry["envs"].items())
+        if "iqm" in entry:
+            iqm = entry["iqm"]
+            aggregate = f"IQM {iqm['point']:.3f} [{iqm['low']:.3f}, {iqm['high']:.3f}]"
+        else:
+            aggregate = entry["aggregate_error"]
+        print(f"  {algo}: {aggregate}; mean final return: {envs}")
+    print(f"bench directory: {result.bench_dir}  (scores: {result.bench_dir / 'scores.csv'})")
+
+
 def cmd_report(args) -> int:
     from jaxrl.report import write_report
 
@@ -525,8 +561,8 @@ def cmd_algos(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "selfplay": cmd_selfplay, "resume": cmd_resume, "eval": cmd_eval, "sweep": cmd_sweep, "pbt": cmd_pbt, "envs": cmd_envs,
-            "report": cmd_report, "meta": cmd_meta,
+COMMANDS = {"train": cmd_train, "selfplay": cmd_selfplay, "resume": cmd_resume, "eval": cmd_eval, "sweep": cmd_sweep,
+            "pbt": cmd_pbt, "bench": cmd_bench, "meta": cmd_meta, "report": cmd_report, "envs": cmd_envs,
             "algos": cmd_algos}
 
 

@@ -30,7 +30,7 @@ class TrainResult:
     metrics: dict[str, np.ndarray]  # name -> [num_seeds, logged rows]
 
 
-def train(config, out: str | None = None, progress: bool | str = True, record: bool = True,
+def train(config, out: str | None = None, progress: bool | str | Progress = True, record: bool = True,
           eval_episodes: int = 10, checkpoint_every: int | str = DEFAULT_CHECKPOINT_EVERY, keep_checkpoints: int = 3,
           devices: int | None = None, log: str | Iterable[str] | None = None,
           callbacks: Iterable[Callable[[loggers.Chunk], None]] = ()) -> TrainResult:
@@ -66,10 +66,12 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
     """The host side of a run (fresh, or resumed from checkpoint `start_step` with `hparam_changes` applied
     from there on): a session with progress, metrics, loggers, checkpoints and preemption, then the summary.
     Every process runs this; only process 0 writes the record (it holds `rec`) and feeds the loggers and
-    callbacks, all of them take part in checkpoint writes."""
+    callbacks, all of them take part in checkpoint writes. `progress` may be a Progress of the caller's (a
+    bench shows its runs on one display)."""
     algorithm = algos.of_config(config)
     seeds, keys = run_keys(config.seed, config.num_seeds)
-    bar = Progress(program.num_updates * program.steps_per_update, progress)
+    bar = progress if isinstance(progress, Progress) else Progress(program.num_updates * program.steps_per_update,
+                                                                    progress)
     checkpoints = Checkpoints(run_dir / "checkpoints", checkpoint_every, keep_checkpoints,
                               checkpoint_info(algorithm.name, to_dict(config)), algorithm.policy_state) \
         if run_dir else None
@@ -153,7 +155,7 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
 
 
 def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: dict[str, Any] | None = None,
-           progress: bool | str = True, eval_episodes: int = 10, devices: int | None = None,
+           progress: bool | str | Progress = True, eval_episodes: int = 10, devices: int | None = None,
            log: str | Iterable[str] | None = None, callbacks: Iterable[Callable[[loggers.Chunk], None]] = ()
            ) -> TrainResult:
     """`jaxrl resume`: continue a stopped or killed run from its latest (or a chosen) checkpoint.
