@@ -72,7 +72,7 @@ class ReportResult:
 
     out: Path
     score_kind: str  # "normalised score" or "raw return"
-    tasks: list[str]  # the envs every label ran on: the columns of the score matrices
+    tasks: dict[str, list[str]]  # label -> the envs it has scores on: the columns of its score matrix
     scores: dict[str, np.ndarray]  # label -> [runs, tasks]
     aggregates: dict[str, dict[str, stats.Estimate]]  # label -> metric -> estimate
     improvement: dict[tuple[str, str], stats.Estimate]  # (x, y) -> P(X > Y)
@@ -269,16 +269,24 @@ def write_report(dirs, out: str | Path | None = None, labels: list[str] | None =
     tasks, normalised, scores = _score_matrices(pooled, warnings)
     score_kind = "normalised score" if normalised else "raw return"
     metrics = {k: stats.AGGREGATES[k] for k in METRICS if normalised or k != "optimality_gap"}
-    aggregates = stats.interval_estimates(scores, metrics, reps=reps, seed=seed)
-    improvement = {(x, y): stats.probability_of_improvement(scores, x, y, reps=reps, seed=seed)
-                   for x, y in itertools.combinations(names, 2)}
+    # Each label resampled on its own (its intervals do not depend on the other labels in the report), over
+    # its own envs.
+    aggregates = {label: stats.interval_estimates({label: m}, metrics, reps=reps, seed=seed)[label]
+                  for label, m in scores.items()}
+    improvement = {}
+    for x, y in itertools.combinations(names, 2):  # over the envs both ran; pairs with none are not compared
+        shared = [env for env in tasks[x] if env in tasks[y]]
+        if shared:
+            pair = {label: scores[label][:, [tasks[label].index(env) for env in shared]] for label in (x, y)}
+            improvement[(x, y)] = stats.probability_of_improvement(pair, x, y, reps=reps, seed=seed)
     warnings += _provenance_warnings(sources)
 
     out = _output_dir(out)
     every = np.concatenate([s.ravel() for s in scores.values()])
     taus = np.linspace(min(every.min(), 0.0 if normalised else every.min()),
                        max(every.max(), 1.0 if normalised else every.max()), 81)
-    profiles = stats.performance_profile(scores, taus, reps=reps, seed=seed)
+    profiles = {label: stats.performance_profile({label: m}, taus, reps=reps, seed=seed)[label]
+                for label, m in scores.items()}
     plots.plot_aggregates(out / "aggregates.png", aggregates, score_kind)
     plots.plot_profiles(out / "profiles.png", taus, profiles, score_kind)
     if improvement:
@@ -337,35 +345,35 @@ def _pool(sources: list[Source], refs: dict) -> tuple[dict, list[str]]:
     return pooled, warnings
 
 
-def _score_matrices(pooled: dict, warnings: list[str]) -> tuple[list[str], bool, dict[str, np.ndarray]]:
-    """The tasks (envs every label has scores on), whether all their scores are normalised, and each
-    label's [runs, tasks] matrix (normalised, else raw; as many runs per task as its fewest); appends
-    to `warnings` what was left out."""
+def _score_matrices(pooled: dict, warnings: list[str]) -> tuple[dict[str, list[str]], bool, dict[str, np.ndarray]]:
+    """Each label's tasks (the envs it has scores on), whether all scores are normalised, and each label's
+    [runs, tasks] matrix (normalised, else raw; as many runs per task as its fewest); appends to `warnings`
+    what was left out. Labels that ran different envs (a bench: sac only where actions are continuous) are
+    aggregated over their own envs and compared over the envs they share."""
     names = list(pooled)
-    tasks = [env for env in pooled[names[0]] if all(env in pooled[label] and pooled[label][env]["finals"].size
-                                                    for label in names)]
-    for label in names:
-        extra = [env for env in pooled[label] if env not in tasks]
-        if extra:
-            warnings.append(f"{label}: {', '.join(extra)} left out of the aggregates (not every label has scores "
-                            f"there)")
-    if not tasks:
-        raise JaxrlError("the labels share no env with a scored run: " + "; ".join(
-            f"{label} ran {', '.join(pooled[label]) or 'nothing'}" for label in names))
-    unreferenced = [env for env in tasks if not all(np.isfinite(pooled[label][env]["normalized"]).all()
-                                                    for label in names)]
+    tasks = {label: [env for env in pooled[label] if pooled[label][env]["finals"].size] for label in names}
+    empty = [label for label in names if not tasks[label]]
+    if empty:
+        raise JaxrlError(f"no scored run for {', '.join(empty)}: every run finished no episode near its end")
+    if len({tuple(sorted(t)) for t in tasks.values()}) > 1:
+        warnings.append("the labels ran different envs: each label's aggregates are over its own envs (listed in "
+                        "the table), so compare aggregates only between labels with the same envs; P(X > Y) is "
+                        "over the envs both labels ran")
+    every_env = list(dict.fromkeys(env for label in names for env in tasks[label]))
+    unreferenced = [env for env in every_env if not all(np.isfinite(pooled[label][env]["normalized"]).all()
+                                                        for label in names if env in tasks[label])]
     if unreferenced:
         warnings.append(f"no normalisation reference for {', '.join(unreferenced)} (not in {REFERENCES.name} and "
                         f"not in every input's scores.csv): aggregates use raw returns"
-                        + (", which mix the envs' scales" if len(tasks) > 1 else "") + " and have no optimality gap")
+                        + (", which mix the envs' scales" if len(every_env) > 1 else "") + " and have no optimality gap")
     key = "finals" if unreferenced else "normalized"
     scores = {}
     for label in names:
-        count = min(pooled[label][env][key].size for env in tasks)
-        if any(pooled[label][env][key].size > count for env in tasks):
+        count = min(pooled[label][env][key].size for env in tasks[label])
+        if any(pooled[label][env][key].size > count for env in tasks[label]):
             warnings.append(f"{label}: envs have different numbers of runs; the aggregates use the first {count} "
                             f"of each")
-        scores[label] = np.stack([pooled[label][env][key][:count] for env in tasks], axis=1)
+        scores[label] = np.stack([pooled[label][env][key][:count] for env in tasks[label]], axis=1)
     return tasks, not unreferenced, scores
 
 
@@ -424,7 +432,8 @@ def _markdown(sources, pooled, tasks, score_kind, scores, aggregates, improvemen
               refs, reps, seed) -> str:
     names = list(pooled)
     lines = ["# jaxrl report", "",
-             f"{records.now()}: {len(names)} label(s) on {len(tasks)} env(s) from {len(sources)} input(s). "
+             f"{records.now()}: {len(names)} label(s) on {len(set().union(*tasks.values()))} env(s) from "
+             f"{len(sources)} input(s). "
              f"A run's score is its final return (mean return of the training episodes that finished in the last "
              f"5% of its updates)" + (", normalised as (score - random) / (reference - random)" if score_kind ==
                                      "normalised score" else "") + f". Intervals: 95% stratified bootstrap over "
@@ -458,20 +467,24 @@ def _markdown(sources, pooled, tasks, score_kind, scores, aggregates, improvemen
 
     metric_names = list(next(iter(aggregates.values())))
     headers = {"iqm": "IQM", "mean": "mean", "median": "median", "optimality_gap": "optimality gap"}
-    lines += [f"## Aggregate metrics ({score_kind}, {len(tasks)} env(s): {', '.join(tasks)})", "",
-              "| label | runs x envs | " + " | ".join(headers[m] for m in metric_names) + " |",
-              "|---" * (len(metric_names) + 2) + "|"]
+    same_envs = len({tuple(sorted(t)) for t in tasks.values()}) == 1
+    lines += [f"## Aggregate metrics ({score_kind}" + (f", {len(tasks[names[0]])} env(s): "
+                                                       f"{', '.join(tasks[names[0]])})" if same_envs else
+                                                       ", each label over its own envs)"), "",
+              "| label | runs x envs | " + " | ".join(headers[m] for m in metric_names) + " |"
+              + ("" if same_envs else " envs |"), "|---" * (len(metric_names) + 2 + (not same_envs)) + "|"]
     for label in names:
         runs, count = scores[label].shape
         lines.append(f"| {label} | {runs} x {count} | " + " | ".join(_ci(aggregates[label][m]) for m in metric_names)
-                     + " |")
+                     + " |" + ("" if same_envs else f" {', '.join(env.split(':')[-1] for env in tasks[label])} |"))
     lines += ["", "IQM: mean of the middle 50% of all runs x envs; optimality gap: mean shortfall below 1 "
               "(the reference).", "", "![aggregate metrics](aggregates.png)", "",
               "## Performance profiles", "", f"Fraction of runs with {score_kind} above tau, with 95% CI bands.", "",
               "![performance profiles](profiles.png)", ""]
     if improvement:
         lines += ["## Probability of improvement", "", "P(X > Y): the chance that a run of X on a random env "
-                  "scores above a run of Y (Mann-Whitney U over run pairs, averaged over envs).", "",
+                  "scores above a run of Y (Mann-Whitney U over run pairs, averaged over the envs both ran; pairs "
+                  "that share no env are not listed).", "",
                   "| X | Y | P(X > Y) [95% CI] |", "|---|---|---|"]
         lines += [f"| {x} | {y} | {_ci(est)} |" for (x, y), est in improvement.items()]
         lines += ["", "![probability of improvement](improvement.png)", ""]

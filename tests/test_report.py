@@ -56,11 +56,12 @@ def test_report_numbers_are_jaxrl_stats_on_the_normalised_scores(two_labels):
         raw = np.array([by_env[env] for env in envs]).T  # [runs, tasks]
         expected[f"ppo@{label * 7}" + ("+dirty" if label == "b" else "")] = stats.normalize(
             raw, [REFERENCES[e]["random"] for e in envs], [REFERENCES[e]["reference"] for e in envs])
-    assert result.score_kind == "normalised score" and result.tasks == envs
+    assert result.score_kind == "normalised score" and result.tasks == {label: envs for label in expected}
     assert list(result.scores) == list(expected)
     for label in expected:
         np.testing.assert_allclose(result.scores[label], expected[label])
-    estimates = stats.interval_estimates(expected, stats.AGGREGATES, reps=500, seed=3)
+    estimates = {label: stats.interval_estimates({label: m}, stats.AGGREGATES, reps=500, seed=3)[label]
+                 for label, m in expected.items()}
     text = (out / "report.md").read_text()
     for label, metrics in estimates.items():
         cells = " | ".join(f"{m.point:.3f} [{m.low:.3f}, {m.high:.3f}]" for m in
@@ -79,6 +80,24 @@ def test_report_numbers_are_jaxrl_stats_on_the_normalised_scores(two_labels):
         assert f"]({png}.png)" in text
         data = (out / f"{png}.png").read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, png
+
+
+def test_labels_on_different_envs_aggregate_over_their_own_and_compare_over_the_shared(tmp_path):
+    """A bench's algorithms run different envs (sac only on continuous actions): each label is aggregated
+    over its envs, P(X > Y) over the envs both ran."""
+    a_dirs = [synthetic_run(tmp_path / f"a-{env.split(':')[1]}", "ppo", env, finals, "a" * 40)
+              for env, finals in FINALS["a"].items()]
+    b_dir = synthetic_run(tmp_path / "b-CartPole", "dqn", "gymnax:CartPole-v1", FINALS["b"]["gymnax:CartPole-v1"],
+                          "a" * 40)
+    result = write_report([*a_dirs, b_dir], tmp_path / "report", labels=["a", "a", "b"], reps=300,
+                          references=REFERENCES)
+    assert result.tasks == {"a": list(FINALS["a"]), "b": ["gymnax:CartPole-v1"]}
+    assert result.scores["a"].shape == (4, 2) and result.scores["b"].shape == (4, 1)
+    shared = {label: result.scores[label][:, :1] for label in ("a", "b")}
+    assert result.improvement[("a", "b")] == stats.probability_of_improvement(shared, "a", "b", reps=300)
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "each label over its own envs" in text and "| b | 4 x 1 |" in text
+    assert any("ran different envs" in w for w in result.warnings)
 
 
 def test_labels_raw_returns_and_a_second_report_into_the_same_directory(two_labels):

@@ -219,7 +219,8 @@ def test_population_selfplay_trains_members_apart():
     assert not np.allclose(kernel[0, 0], kernel[0, 1])
     assert np.isfinite(result.metrics["policy_loss"]).all() and np.nansum(result.metrics["episodes"]) > 0
 
-def test_smax_both_teams_env_is_zero_sum_and_rates_against_the_heuristic_enemy(tmp_path):
+
+def test_smax_both_teams_env_is_zero_sum():
     env = envs.make("jaxmarl:SMAX/3m")
     assert env.sides == (0, 0, 0, 1, 1, 1) and env.zero_sum
     venv = envs.make_vec_env(env, 8)
@@ -237,6 +238,9 @@ def test_smax_both_teams_env_is_zero_sum_and_rates_against_the_heuristic_enemy(t
     assert np.abs(team).sum() > 0 and np.allclose(team[..., 0, :], -team[..., 1, :])  # zero-sum, per team
     assert np.allclose(team, team[..., :1])  # every agent gets its team's reward
 
+
+@pytest.mark.slow  # SMAX compiles for minutes on 2 cores: training and its evaluations run with -m slow
+def test_smax_selfplay_rates_against_the_heuristic_enemy(tmp_path):
     config = api.resolve_config("ippo", None, {"env": "jaxmarl:SMAX/3m", "selfplay": "latest", "num_envs": 8,
                                                "num_steps": 16, "hidden_sizes": [32], "total_timesteps": 8 * 16})
     result = api.train(config, out=str(tmp_path / "smax"), progress=False, eval_episodes=4)
