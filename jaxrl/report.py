@@ -32,9 +32,9 @@ import numpy as np
 import yaml
 
 from jaxrl import plots, records, stats
+from jaxrl.bench.suite import load_references as load_shipped_references
 from jaxrl.errors import JaxrlError
 
-REFERENCES = Path(__file__).parent / "bench" / "references.yaml"
 BENCH_COLUMNS = ("algo", "env", "seed", "final_return", "normalized_score", "status", "run_dir")
 METRICS = ("iqm", "mean", "median", "optimality_gap")  # stats.AGGREGATES in the order of the tables
 CURVE_POINTS = 60  # env-step grid of the sample-efficiency curves
@@ -212,15 +212,15 @@ def _load_bench(path: Path) -> Source:
 
 
 def load_references(references=None) -> dict[str, dict]:
-    """{env: {random, reference, source}} from a YAML file (default jaxrl/bench/references.yaml, when it
-    exists) or a dict."""
+    """{env: {random, reference, source}} from a YAML file or a dict (default: the shipped
+    jaxrl/bench/references.yaml)."""
     if isinstance(references, dict):
         return references
-    path = Path(references) if references is not None else REFERENCES
+    if references is None:
+        return load_shipped_references()
+    path = Path(references)
     if not path.is_file():
-        if references is not None:
-            raise JaxrlError(f"references file {str(path)!r} does not exist")
-        return {}
+        raise JaxrlError(f"references file {str(path)!r} does not exist")
     data = _read_yaml(path) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) and {"random", "reference"} <= set(v)
                                               for v in data.values()):
@@ -363,7 +363,7 @@ def _score_matrices(pooled: dict, warnings: list[str]) -> tuple[dict[str, list[s
     unreferenced = [env for env in every_env if not all(np.isfinite(pooled[label][env]["normalized"]).all()
                                                         for label in names if env in tasks[label])]
     if unreferenced:
-        warnings.append(f"no normalisation reference for {', '.join(unreferenced)} (not in {REFERENCES.name} and "
+        warnings.append(f"no normalisation reference for {', '.join(unreferenced)} (not in references.yaml and "
                         f"not in every input's scores.csv): aggregates use raw returns"
                         + (", which mix the envs' scales" if len(every_env) > 1 else "") + " and have no optimality gap")
     key = "finals" if unreferenced else "normalized"
