@@ -7,16 +7,22 @@ on the ES mean). A spec:
     algo: ppo
     env: gymnax:CartPole-v1
     base: {objective: lpo, total_timesteps: 40000, num_envs: 8, num_steps: 64}  # the inner runs
-    population: 32        # even: member i and i + population/2 are an antithetic pair, trained on one env seed
+    population: 32        # even: member i and i + population/2 are an antithetic pair
+    shared_seeds: population  # which members train from the same keys: all of a generation, or antithetic pairs
+    seeds_per_member: 1   # inner runs per member (each from its own key); its fitness is their mean
     generations: 20
     sigma: 0.03           # ES noise standard deviation
     lr: 0.01              # Adam step size of the ES mean
     init_std: 0.1         # the ES mean starts at the config's drift plus this much Gaussian noise
     seed: 0
 
-One generation is the whole population of inner runs vmapped in one compiled program, run through the session
-(`jaxrl.session.Session`; compiled once, reused by every generation). A member's fitness is the mean return of
-the episodes finished in the last `FITNESS_FRACTION` of its run; evosax minimises, so it is told -fitness.
+One generation is the whole population x seeds_per_member inner runs vmapped in one compiled program, run
+through the session (`jaxrl.session.Session`; compiled once, reused by every generation). With `shared_seeds:
+population` (common random numbers, as the LPO reference code does) every member of a generation trains from
+the same keys, new ones each generation, so members are ranked on their drift rather than on their seed; with
+`pairs` only an antithetic pair shares keys. A run's return is the mean return of the episodes finished in the
+last `FITNESS_FRACTION` of it, a member's fitness the mean over its runs; evosax minimises, so it is told
+-fitness.
 After every generation the directory holds the meta curve (meta_curve.csv), the ES state, the best member's phi
 and the ES mean (`best_drift.npz`, `mean_drift.npz`: `jaxrl train --set objective=PATH`); at the end, plots of
 the meta curve and of the learned drift beside PPO's. `jaxrl resume DIR` continues from the last finished
@@ -37,7 +43,9 @@ from jaxrl import plots, records
 from jaxrl.config import ConfigError, hparams, load_yaml, stacked_hparams
 from jaxrl.sweep.spec import positive_int
 
-SPEC_KEYS = ("name", "algo", "env", "base", "population", "generations", "sigma", "lr", "init_std", "seed")
+SPEC_KEYS = ("name", "algo", "env", "base", "population", "shared_seeds", "seeds_per_member", "generations", "sigma",
+             "lr", "init_std", "seed")
+SHARED_SEEDS = ("population", "pairs")  # which members of a generation train from the same keys
 FITNESS_FRACTION = 0.1  # a member's fitness: mean return of the episodes of the last tenth of its run
 MIN_POPULATION = 4
 
@@ -48,6 +56,8 @@ class MetaSpec:
     algo: str
     base: dict  # the inner runs' config fields (env included)
     population: int
+    shared_seeds: str
+    seeds_per_member: int
     generations: int
     sigma: float
     lr: float
@@ -92,9 +102,14 @@ def parse_spec(data: Any, where: str = "meta spec") -> MetaSpec:
     population = positive_int(data, "population", 32, where, minimum=MIN_POPULATION)
     if population % 2:
         raise ConfigError(f"{where}: population={population} must be even (antithetic pairs)")
+    shared_seeds = data.get("shared_seeds", "population")
+    if shared_seeds not in SHARED_SEEDS:
+        raise ConfigError(f"{where}: shared_seeds={shared_seeds!r} must be one of {', '.join(SHARED_SEEDS)}")
     spec = MetaSpec(
         name=str(data.get("name", "meta")), algo=algo if isinstance(algo, str) else repr(algo), base=dict(base),
-        population=population, generations=positive_int(data, "generations", 10, where),
+        population=population, shared_seeds=shared_seeds,
+        seeds_per_member=positive_int(data, "seeds_per_member", 1, where),
+        generations=positive_int(data, "generations", 10, where),
         sigma=_positive_float(data, "sigma", 0.03, where), lr=_positive_float(data, "lr", 0.01, where),
         init_std=_positive_float(data, "init_std", 0.1, where, zero=True),
         seed=positive_int(data, "seed", 0, where, minimum=0), raw=dict(data))
@@ -130,7 +145,7 @@ class _Plan:
     program: Any
     strategy: Any  # evosax Open_ES over the drift parameters
     es_params: Any
-    base_hp: dict  # the inner config's hparams, one entry per member; the drift is replaced by each member's
+    base_hp: dict  # the inner config's hparams, one entry per inner run; the drift is replaced by its member's
     es_key: Any
     run_key: Any
 
@@ -143,13 +158,28 @@ class _Plan:
                 for nk, (k, v) in zip(noise_keys, sorted(drift.items()))}
         return self.strategy.init(jax.random.fold_in(self.es_key, 0), mean, self.es_params)
 
+    @property
+    def num_runs(self) -> int:
+        return self.spec.population * self.spec.seeds_per_member
+
     def member_keys(self, generation: int):
-        """Member i and i + P/2 (an antithetic pair, evosax's order) train from the same key."""
+        """[seeds_per_member * P] keys, run j * P + i being member i's j-th run. Under `population` all members'
+        j-th runs share one key; under `pairs` member i and i + P/2 (an antithetic pair, evosax's order) do."""
         import jax
         import jax.numpy as jnp
 
-        pairs = jnp.arange(self.spec.population) % (self.spec.population // 2)
-        return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(self.run_key, generation), pairs)
+        P = self.spec.population
+        groups = 1 if self.spec.shared_seeds == "population" else P // 2
+        index = jnp.arange(self.spec.seeds_per_member)[:, None] * groups + jnp.arange(P)[None, :] % groups
+        return jax.vmap(jax.random.fold_in, (None, 0))(jax.random.fold_in(self.run_key, generation),
+                                                       index.reshape(-1))
+
+    def runs_of(self, population):
+        """The members' drifts, one per inner run (member_keys' order)."""
+        import jax
+        import jax.numpy as jnp
+
+        return jax.tree.map(lambda x: jnp.concatenate([x] * self.spec.seeds_per_member), population)
 
 
 def _plan(spec: MetaSpec) -> _Plan:
@@ -164,15 +194,15 @@ def _plan(spec: MetaSpec) -> _Plan:
     drift = hparams(config)["drift"]
     strategy = Open_ES(spec.population, drift, use_antithetic_sampling=True, optimizer=optax.adam(spec.lr),
                        std_schedule=optax.constant_schedule(spec.sigma))
-    base_hp = stacked_hparams([config] * spec.population)
+    base_hp = stacked_hparams([config] * (spec.population * spec.seeds_per_member))
     es_key, run_key = jax.random.split(jax.random.PRNGKey(spec.seed))
     return _Plan(spec, config, program, strategy, strategy.default_params, base_hp, es_key, run_key)
 
 
-def fitness_of(metrics: dict[str, np.ndarray]) -> np.ndarray:
-    """[members]: mean return of the episodes in the last FITNESS_FRACTION of each run (NaN: none finished, or
-    the run diverged)."""
-    return records.final_returns(metrics, FITNESS_FRACTION)
+def fitness_of(metrics: dict[str, np.ndarray], population: int) -> np.ndarray:
+    """[members]: the mean over a member's runs (member_keys' order) of the mean return of the episodes in the
+    last FITNESS_FRACTION of each run (NaN: one of its runs finished none, or diverged)."""
+    return records.final_returns(metrics, FITNESS_FRACTION).reshape(-1, population).mean(0)
 
 
 def _save_es_state(path: Path, state, generation: int) -> None:
@@ -238,7 +268,7 @@ def run_meta(spec: MetaSpec | dict | str | Path, out: str | None = None, progres
         spec = parse_spec(spec)
     wall_start = time.perf_counter()
     plan = _plan(spec)
-    layout = devices_.plan(devices, spec.population, plan.program.env_shards)
+    layout = devices_.plan(devices, plan.num_runs, plan.program.env_shards)
     loop.check_memory(plan.program, plan.member_keys(0), plan.base_hp, layout.num_devices)
     out_dir = records.new_run_dir(out, "meta", spec.name, root="sweeps") if record else None
     rec = None
@@ -266,7 +296,7 @@ def resume_meta(out_dir: str | Path, progress: bool | str = True, devices: int |
     if (out_dir / "es_state.npz").is_file():
         es_state, generation = _load_es_state(out_dir / "es_state.npz", es_state)
         curve = [_curve_row(row) for row in records.read_metrics(out_dir / "meta_curve.csv")[:generation]]
-    layout = devices_.plan(devices, spec.population, plan.program.env_shards)
+    layout = devices_.plan(devices, plan.num_runs, plan.program.env_shards)
     rec = records.Record.reopen(out_dir, from_generation=generation) if devices_.is_main() else None
     return _execute(plan, layout, out_dir, rec, progress, es_state, generation, curve, on_generation, wall_start)
 
@@ -282,27 +312,29 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, es_state, first: int, 
 
     spec, program, strategy = plan.spec, plan.program, plan.strategy
     P = spec.population
-    steps_per_generation = P * program.num_updates * program.steps_per_update
+    steps_per_generation = plan.num_runs * program.num_updates * program.steps_per_update
     bar = Progress((spec.generations - first) * steps_per_generation, progress, desc="meta")
     compiled, timings = None, {"compile_s": 0.0, "run_s": 0.0}
     with records.failures(rec), bar:
         bar.message(f"meta {spec.name}: {spec.generations} generations x {P} inner {spec.algo} runs of "
                     f"{program.num_updates * program.steps_per_update:,} steps on {plan.config.env}"
+                    + (f", {spec.seeds_per_member} runs per member" if spec.seeds_per_member > 1 else "")
+                    + f", keys shared by {'all members' if spec.shared_seeds == 'population' else 'pairs'}"
                     + (f", resuming after generation {first}" if first else ""))
         for generation in range(first, spec.generations):
             population, es_state = strategy.ask(jax.random.fold_in(plan.es_key, 2 * generation + 1), es_state,
                                                 plan.es_params)
-            hp = plan.base_hp | {"drift": population}
+            hp = plan.base_hp | {"drift": plan.runs_of(population)}
             session = Session(program, plan.member_keys(generation), hp, layout, compiled=compiled)
             done_before = (generation - first) * steps_per_generation
 
             def on_chunk(report, done_before=done_before, generation=generation):
-                bar.update(done_before + report.env_steps * P, f"generation {generation + 1}/{spec.generations}")
+                bar.update(done_before + report.env_steps * plan.num_runs, f"generation {generation + 1}/{spec.generations}")
 
             try:
                 with session:
                     if compiled is None:
-                        bar.compiling(f"{P} inner runs")
+                        bar.compiling(f"{plan.num_runs} inner runs")
                         compiled = session.compile()
                         bar.compiled(compiled.seconds)
                         timings["compile_s"] = compiled.seconds
@@ -313,7 +345,7 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, es_state, first: int, 
                 raise Preempted(f"{str(err).split(';')[0]} in generation {generation + 1}; {kept}",
                                 err.signum) from None
             timings["run_s"] += out.timings["run_s"]
-            fitness = fitness_of(out.metrics)
+            fitness = fitness_of(out.metrics, P)
             # evosax minimises; a member without a finished episode (or diverged) ranks last
             es_state, _ = strategy.tell(jax.random.fold_in(plan.es_key, 2 * generation + 2), population,
                                         jnp.asarray(np.where(np.isnan(fitness), np.inf, -fitness), jnp.float32),
@@ -334,7 +366,8 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, es_state, first: int, 
                 on_generation(row)
     summary = {
         "name": spec.name, "algo": spec.algo, "env": plan.config.env, "objective": plan.config.objective,
-        "population": P, "generations": spec.generations, "sigma": spec.sigma, "lr": spec.lr,
+        "population": P, "shared_seeds": spec.shared_seeds,
+        "seeds_per_member": spec.seeds_per_member, "generations": spec.generations, "sigma": spec.sigma, "lr": spec.lr,
         "init_std": spec.init_std, "env_steps_per_member": program.num_updates * program.steps_per_update,
         "best_fitness": float(-es_state.best_fitness), "final_generation": curve[-1] if curve else None,
         "compile_s": round(timings["compile_s"], 3), "run_s": round(timings["run_s"], 3),
@@ -353,7 +386,8 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, es_state, first: int, 
 def format_result(result: MetaResult) -> str:
     s = result.summary
     last = s["final_generation"] or {}
-    return (f"meta {s['name']}: {s['generations']} generations x {s['population']} {s['algo']} runs "
+    return (f"meta {s['name']}: {s['generations']} generations x {s['population']} members x "
+            f"{s['seeds_per_member']} {s['algo']} runs "
             f"({s['objective']}) of {s['env_steps_per_member']:,} steps on {s['env']}; compile {s['compile_s']:.1f} s, "
             f"run {s['run_s']:.1f} s, {s['steps_per_second']:,} steps/s\n"
             f"  last generation fitness: mean {last.get('mean', math.nan):.1f}, median "

@@ -11,8 +11,8 @@ from jaxrl.config import ConfigError
 from jaxrl.errors import Preempted
 from jaxrl.losses import load_drift
 
-SPEC = {"name": "tiny", "env": "gymnax:CartPole-v1", "population": 4, "generations": 2, "sigma": 0.05, "lr": 0.05,
-        "seed": 1, "base": {"objective": "lpo", "total_timesteps": 1024, "num_envs": 4, "num_steps": 32,
+SPEC = {"name": "tiny", "env": "gymnax:CartPole-v1", "population": 4, "seeds_per_member": 2, "generations": 2,
+        "sigma": 0.05, "lr": 0.05, "seed": 1, "base": {"objective": "lpo", "total_timesteps": 1024, "num_envs": 4, "num_steps": 32,
                             "num_minibatches": 1, "update_epochs": 1, "hidden_sizes": [16]}}
 
 
@@ -33,10 +33,30 @@ def test_a_meta_run_writes_its_curve_drifts_and_plots(whole):
         assert (out / name).is_file(), name
     assert [row["generation"] for row in whole.curve] == [1, 2]
     assert all(np.isfinite(row["mean"]) and row["best"] >= row["median"] >= row["worst"] for row in whole.curve)
-    assert whole.summary["population"] == 4
+    assert whole.summary["population"] == 4 and whole.summary["seeds_per_member"] == 2
+    assert whole.summary["shared_seeds"] == "population"  # the default: common random numbers
     mean = load_drift(out / "mean_drift.npz")  # what `--set objective=PATH` reads
     assert mean["w1"].shape == (8, 128)
     assert not np.array_equal(mean["w1"], load_drift(out / "best_drift.npz")["w1"])  # the ES moved its mean
+
+
+@pytest.mark.parametrize("shared_seeds", ["population", "pairs"])
+def test_members_share_keys_within_a_generation_and_not_across(shared_seeds):
+    plan = meta._plan(meta.parse_spec({**SPEC, "shared_seeds": shared_seeds}))
+    keys = np.asarray(plan.member_keys(0)).reshape(2, 4, -1)  # [seeds_per_member, population, key]
+    assert len({tuple(k) for k in keys.reshape(8, -1)}) == (2 if shared_seeds == "population" else 4)
+    assert not np.array_equal(keys[0], keys[1])  # a member's runs train from different keys
+    assert np.array_equal(keys[:, 0], keys[:, 2])  # an antithetic pair (i, i + P/2) always shares them
+    assert np.array_equal(keys[:, 0], keys[:, 1]) == (shared_seeds == "population")
+    assert not np.array_equal(np.asarray(plan.member_keys(1)), keys.reshape(8, -1))  # new keys each generation
+
+
+def test_a_members_fitness_is_the_mean_over_its_runs():
+    returns = np.array([[10.0, 20, 30, 40], [30, 40, 50, 60]])  # [seed, member]: run j * P + i
+    episodes = np.ones((8, 10))
+    episodes[7] = 0  # member 3's second run finished no episode
+    metrics = {"episodes": episodes, "episode_return_sum": np.repeat(returns.reshape(8, 1), 10, 1)}
+    np.testing.assert_array_equal(meta.fitness_of(metrics, 4), [20, 30, 40, np.nan])
 
 
 @pytest.mark.slow  # two more runs of the program: 5-10 s on 2 cores with its compilation cached, over the budget
@@ -69,6 +89,8 @@ def test_resume_continues_from_the_last_finished_generation_bitwise(whole, tmp_p
     ({"population": 5}, "population=5 must be even"),
     ({"population": 2}, "population=2 must be an integer >= 4"),
     ({"sigma": 0}, "sigma=0 must be a finite number > 0"),
+    ({"shared_seeds": "none"}, "shared_seeds='none' must be one of population, pairs"),
+    ({"seeds_per_member": 0}, "seeds_per_member=0 must be an integer >= 1"),
     ({"speed": 1}, "unknown key\\(s\\) 'speed'"),
     ({"base": {"objective": "clip"}}, "evolves a learned objective.*objective to lpo or ta_lpo"),
     ({"base": {"objective": "lpo", "num_envs": 0}}, "meta spec base: num_envs=0: must be >= 1"),
