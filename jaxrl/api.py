@@ -25,29 +25,20 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
     from jaxrl.sweep import record as sweep_record
     from jaxrl.sweep import run as sweep_run
 
-    if (log or callbacks) and (sweep_record.is_sweep_dir(run_dir) or pbt.is_pbt_dir(run_dir)
-                               or bench.is_bench_dir(run_dir) or meta.is_meta_dir(run_dir)):
-        raise JaxrlError("--log and callbacks apply to single runs; resuming a sweep, PBT, bench or meta run takes "
-                         "neither")
-    if sweep_record.is_sweep_dir(run_dir):
-        if from_checkpoint is not None or overrides:
-            raise JaxrlError("--from-checkpoint and --set do not apply to a sweep (its finished groups are kept)")
-        import_recorded_modules(run_dir)
-        return sweep_run.resume_sweep(run_dir, progress=progress, devices=devices)
-    if pbt.is_pbt_dir(run_dir):
-        if from_checkpoint is not None or overrides:
-            raise JaxrlError("--from-checkpoint and --set do not apply to PBT (it continues from its latest checkpoint)")
-        return pbt.resume_pbt(run_dir, progress=progress, devices=devices)
-    if bench.is_bench_dir(run_dir):
-        if from_checkpoint is not None or overrides:
-            raise JaxrlError("--from-checkpoint and --set do not apply to a bench (its finished groups are kept)")
-        import_recorded_modules(run_dir)
-        return bench.resume_bench(run_dir, progress=progress, devices=devices)
-    if meta.is_meta_dir(run_dir):
-        if from_checkpoint is not None or overrides:
-            raise JaxrlError("--from-checkpoint and --set do not apply to a meta run (it continues from its last "
-                             "finished generation)")
-        return meta.resume_meta(run_dir, progress=progress, devices=devices)
+    # Directories of the batch drivers: (name, recognises, resumes, what a resume keeps).
+    batches = [("a sweep", sweep_record.is_sweep_dir, sweep_run.resume_sweep, "its finished groups are kept"),
+               ("PBT", pbt.is_pbt_dir, pbt.resume_pbt, "it continues from its latest checkpoint"),
+               ("a bench", bench.is_bench_dir, bench.resume_bench, "its finished groups are kept"),
+               ("a meta run", meta.is_meta_dir, meta.resume_meta, "it continues from its last finished generation")]
+    for name, recognises, resumes, keeps in batches:
+        if recognises(run_dir):
+            if log or callbacks:
+                raise JaxrlError("--log and callbacks apply to single runs; resuming a sweep, PBT, bench or meta "
+                                 "run takes neither")
+            if from_checkpoint is not None or overrides:
+                raise JaxrlError(f"--from-checkpoint and --set do not apply to {name} ({keeps})")
+            import_recorded_modules(run_dir)
+            return resumes(run_dir, progress=progress, devices=devices)
     return resume_run(run_dir, from_checkpoint, overrides, progress, eval_episodes, devices, log, callbacks)
 
 
