@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,6 +22,15 @@ import numpy as np
 
 from jaxrl.algos.base import Program
 from jaxrl.devices import SINGLE, Layout
+
+
+def in_background(fn: Callable, *args) -> Future:
+    """`fn(*args)` in a worker thread; `.result()` waits for it and raises what it raised."""
+    executor = ThreadPoolExecutor(1)
+    try:
+        return executor.submit(fn, *args)
+    finally:
+        executor.shutdown(wait=False)
 
 
 def all_finite(tree, mask=None) -> jax.Array:
@@ -266,7 +276,9 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: La
                          chunk=dict(in_shardings=(state_sharding, layout.per_run, layout.replicated, layout.replicated),
                                     out_shardings=((state_sharding, layout.per_run), layout.replicated)))
     vinit = batched_init(program, **shardings.get("init", {}))
-    init = vinit.lower(jax.ShapeDtypeStruct(keys.shape, keys.dtype), hparams).compile(INIT_COMPILER_OPTIONS)
+    init_lowered = vinit.lower(jax.ShapeDtypeStruct(keys.shape, keys.dtype), hparams)
+    # XLA compiles without the GIL: init compiles on another thread while the chunk compiles here.
+    init = in_background(init_lowered.compile, INIT_COMPILER_OPTIONS)
     diverged_shape = jax.ShapeDtypeStruct((num_runs,), jnp.int32)
     chunk = make_chunk(program)
     if num_runs == 1 and layout.mesh is None:
@@ -278,7 +290,7 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: La
         batched = jax.vmap(chunk, in_axes=(0, 0, None, None))
     vchunk = jax.jit(batched, donate_argnums=(0, 1), **shardings.get("chunk", {}))
     chunk = vchunk.lower(state_shape, diverged_shape, jnp.int32(0), jnp.int32(0)).compile(COMPILER_OPTIONS)
-    return Compiled(init, chunk, num_runs, time.perf_counter() - start, layout, state_sharding)
+    return Compiled(init.result(), chunk, num_runs, time.perf_counter() - start, layout, state_sharding)
 
 
 def run(

@@ -8,7 +8,8 @@
     aggregates.png, profiles.png, improvement.png, curves.png   a report's comparison (`jaxrl report`)
     meta_curve.png, drift.png    a meta run's fitness per generation, its learned drift beside PPO's (`jaxrl meta`)
 matplotlib is imported inside the functions, on first use: importing it would add to the start-up
-time of every `jaxrl` command, most of which draw nothing until their run is over.
+time of every `jaxrl` command, most of which draw nothing until their run is over (the session imports it on a
+worker thread while the run compiles: `jaxrl.session.preload_host_modules`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from jaxrl.records import smoothed_returns
 from jaxrl.stats import nanmean
 
 
-def _pyplot():
+def pyplot():
     """matplotlib.pyplot on the non-interactive backend (files only, no display needed)."""
     import matplotlib
 
@@ -37,14 +38,14 @@ def save_figure(fig, path: Path) -> Path:
     """Write a matplotlib figure atomically and close it."""
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=110)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     os.replace(tmp, path)
     return path
 
 
 def plot_curves(run_dir: Path, metrics: dict[str, np.ndarray], steps_per_update: int, title: str) -> Path:
     """curves.png: episode return (mean over seeds, min-max band), value loss, entropy vs env steps."""
-    plt = _pyplot()
+    plt = pyplot()
     x = (np.arange(metrics["episodes"].shape[1]) + 1) * steps_per_update
     returns = smoothed_returns(metrics)
     panels = [("episode return", returns)] + [(k.replace("_", " "), metrics[k]) for k in ("value_loss", "entropy")
@@ -69,7 +70,7 @@ def _numeric(values) -> bool:
 def plot_hparams(path: Path, spec, points: list[dict], runs: list[dict]) -> Path:
     """Score of every run of a sweep (`spec`: its `jaxrl.sweep.spec.SweepSpec`) against each swept hyperparameter
     (log axes for log spaces); diverged runs as red x."""
-    plt = _pyplot()
+    plt = pyplot()
     dims = spec.space
     fig, axes = plt.subplots(1, len(dims), figsize=(4.2 * len(dims), 3.4), squeeze=False)
     scores = np.array([r[spec.metric] if r[spec.metric] != "" else np.nan for r in runs], np.float64)
@@ -101,7 +102,7 @@ def plot_hparams(path: Path, spec, points: list[dict], runs: list[dict]) -> Path
 def plot_family(path: Path, contexts: dict[str, np.ndarray], scores: np.ndarray, summary: dict) -> Path:
     """Mean return in each context (field -> [C] values, scores [C]) against each varied parameter, with the
     family mean and the point-MDP return as horizontal lines."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(contexts), figsize=(4.2 * len(contexts), 3.4), squeeze=False)
     for ax, (field, values) in zip(axes[0], contexts.items()):
         ax.scatter(values, scores, s=8, alpha=0.6)
@@ -120,7 +121,7 @@ def plot_top_curves(path: Path, spec, points: list[dict], ranking: list[dict],
                     curves: dict[str, np.ndarray], k: int = 5) -> Path:
     """Learning curves (mean over seeds, min-max band) of the top-k points of a sweep (`spec`: its
     `jaxrl.sweep.spec.SweepSpec`)."""
-    plt = _pyplot()
+    plt = pyplot()
     where = {}  # run id -> (group, row)
     for key in curves:
         if key.endswith("_runs"):
@@ -154,7 +155,7 @@ def plot_top_curves(path: Path, spec, points: list[dict], ranking: list[dict],
 def plot_schedules(path: Path, spec, schedule: list[dict], metrics: dict, steps_per_update: int) -> Path:
     """Each PBT member's explored hyperparameters over training (one panel each) and the population's
     returns (`spec`: the run's `pbt.PBTSpec`)."""
-    plt = _pyplot()
+    plt = pyplot()
     dims = spec.sweep.space
     R, P = spec.sweep.seeds, spec.settings.population
     fig, axes = plt.subplots(1, len(dims) + 1, figsize=(4.5 * (len(dims) + 1), 3.6), squeeze=False)
@@ -193,7 +194,7 @@ def plot_ratings(path: Path, steps: np.ndarray, ratings: np.ndarray, anchors: di
     Elo fits one number per player to the whole table, so snapshots that only beat each other
     can out-rate a scripted player they lose to; the direct scores show that.
     """
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax.plot(steps, ratings, "o-", label="policy snapshots")
     for (name, value), style in zip(anchors.items(), ("--", ":", "-.")):
@@ -217,7 +218,7 @@ def plot_ratings(path: Path, steps: np.ndarray, ratings: np.ndarray, anchors: di
 
 def plot_matrix(path: Path, names: list[str], rate: np.ndarray, title: str):
     """Round-robin score of each player (row) against each other (column)."""
-    plt = _pyplot()
+    plt = pyplot()
     size = max(5.0, 0.45 * len(names) + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     image = ax.imshow(rate, vmin=0, vmax=1, cmap="RdBu")
@@ -232,14 +233,14 @@ def plot_matrix(path: Path, names: list[str], rate: np.ndarray, title: str):
 
 def _label_colors(labels) -> dict:
     """One colour per label, the same in every figure of a report."""
-    cycle = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
+    cycle = pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
     return {label: cycle[i % len(cycle)] for i, label in enumerate(labels)}
 
 
 def plot_aggregates(path: Path, aggregates: dict, score_kind: str) -> Path:
     """Aggregate metrics of each label (`aggregates`: {label: {metric: stats.Estimate}}): the point and its
     95% interval, one panel per metric (as rliable's plot_interval_estimates)."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = list(aggregates)
     metrics = list(aggregates[labels[0]])
     colors = _label_colors(labels)
@@ -262,7 +263,7 @@ def plot_aggregates(path: Path, aggregates: dict, score_kind: str) -> Path:
 def plot_profiles(path: Path, taus: np.ndarray, profiles: dict, score_kind: str) -> Path:
     """Performance profiles ({label: stats.Estimate of [len(taus)]}): the fraction of runs scoring above
     tau, with its 95% CI band."""
-    plt = _pyplot()
+    plt = pyplot()
     colors = _label_colors(profiles)
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for label, est in profiles.items():
@@ -279,7 +280,7 @@ def plot_profiles(path: Path, taus: np.ndarray, profiles: dict, score_kind: str)
 
 def plot_improvement(path: Path, improvement: dict) -> Path:
     """P(X > Y) with its 95% interval for each pair of labels ({(x, y): stats.Estimate})."""
-    plt = _pyplot()
+    plt = pyplot()
     pairs = list(improvement)
     fig, ax = plt.subplots(figsize=(6.4, 0.5 * len(pairs) + 1.3))
     for row, pair in enumerate(pairs):
@@ -300,7 +301,7 @@ def plot_sample_efficiency(path: Path, curves: dict, labels: list[str], ylabels:
     """Return against env steps, one panel per env ({env: {label: (steps [T], stats.Estimate of [T])}}):
     the IQM over runs and its 95% CI band. `labels`: all of the report's, in the order that gives each
     the colour it has in the other figures."""
-    plt = _pyplot()
+    plt = pyplot()
     envs = list(curves)
     colors = _label_colors(labels)
     columns = min(3, len(envs))
@@ -323,7 +324,7 @@ def plot_sample_efficiency(path: Path, curves: dict, labels: list[str], ylabels:
 
 def plot_meta_curve(path: Path, curve: list[dict], name: str) -> Path:
     """meta_curve.png: the population's fitness (final return of its inner runs) per generation."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     x = [row["generation"] for row in curve]
     for key, style in (("best", "-"), ("median", "--"), ("mean", "-")):
@@ -345,7 +346,7 @@ def plot_drift(path: Path, drifts: dict, clip_eps: float, title: str) -> Path:
 
     from jaxrl.losses import drift_objective, learned_drift, ppo_drift
 
-    plt = _pyplot()
+    plt = pyplot()
     r, adv = np.meshgrid(np.linspace(0.5, 1.5, 201, dtype=np.float32), np.linspace(-3.0, 3.0, 201, dtype=np.float32))
     drift = jax.jit(learned_drift)  # one compilation per kind of drift, not one per operation
     panels = [("PPO (clip)", np.asarray(jax.jit(ppo_drift)(r, adv, clip_eps)))]

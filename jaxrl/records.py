@@ -84,9 +84,23 @@ def git_dirty() -> bool | None:
 def installed_packages() -> str:
     """Every installed distribution as `name==version` lines, sorted: the environment a run can be
     reproduced in (Open RL Benchmark keeps the same)."""
-    found = {f"{dist.metadata['Name']}=={dist.version}" for dist in importlib_metadata.distributions()
-             if dist.metadata["Name"]}
+    found = {f"{name}=={version}" for name, version in map(_name_and_version, importlib_metadata.distributions())
+             if name}
     return "".join(f"{line}\n" for line in sorted(found, key=str.lower))
+
+
+def _name_and_version(dist) -> tuple[str | None, str | None]:
+    """A distribution's Name and Version, read from the head of its metadata file: `dist.metadata` parses the
+    whole file as e-mail headers, 15x slower over a full environment (a tenth of a second per command)."""
+    name = version = None
+    for line in (dist.read_text("METADATA") or dist.read_text("PKG-INFO") or "").splitlines():
+        if not line:  # the headers end here
+            break
+        if line.startswith("Name: "):
+            name = line[len("Name: "):].strip()
+        elif line.startswith("Version: "):
+            version = line[len("Version: "):].strip()
+    return name, version
 
 
 def packages_hash(packages: str) -> str:

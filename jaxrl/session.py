@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import signal
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
@@ -46,13 +45,15 @@ def parse_every(every: int | str) -> tuple[int | None, float | None]:
                      f"5m or 1h")
 
 
-def in_background(fn: Callable, *args) -> Future:
-    """`fn(*args)` in a worker thread; `.result()` waits for it and raises what it raised."""
-    executor = ThreadPoolExecutor(1)
-    try:
-        return executor.submit(fn, *args)
-    finally:
-        executor.shutdown(wait=False)
+def preload_host_modules() -> None:
+    """Import what the host side needs once the run is going (orbax for checkpoints, matplotlib for the figures
+    every driver draws): called on a worker thread while XLA compiles without the GIL, these imports (1-2 s on a
+    2-core machine) leave the process's critical path, and the run does not share the CPU with them."""
+    import orbax.checkpoint  # noqa: F401
+
+    from jaxrl import plots
+
+    plots.pyplot()
 
 
 def run_keys(seed: int, num_seeds: int):
@@ -130,6 +131,7 @@ class Session:
         return message
 
     def compile(self) -> loop.Compiled:
+        loop.in_background(preload_host_modules)
         self.compiled = self.guard.interruptible(
             lambda: loop.compile_program(self.program, self.keys, self.hparams, self.layout))
         return self.compiled
@@ -156,8 +158,8 @@ class Session:
         """Run (or continue) the runs to the end; `on_chunk(report)` after every chunk."""
         program, layout, ckpt_spec = self.program, self.layout, self.checkpoints
         every_updates, every_seconds = parse_every(ckpt_spec.every) if ckpt_spec else (None, None)
-        # Made while the first chunks run (importing orbax takes a moment); waited for at the first write.
-        pending_writer = in_background(checkpoint.Checkpointer, ckpt_spec.directory, ckpt_spec.keep) if ckpt_spec else None
+        # Made while the first chunks run; waited for at the first write.
+        pending_writer = loop.in_background(checkpoint.Checkpointer, ckpt_spec.directory, ckpt_spec.keep) if ckpt_spec else None
         if start is not None:
             self.saved = start.done
         driver_state = None

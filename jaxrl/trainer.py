@@ -19,7 +19,7 @@ from jaxrl.config import check_keys, fields_of, recorded_config, stacked_hparams
 from jaxrl.errors import JaxrlError
 from jaxrl.progress import Progress
 from jaxrl.session import (DEFAULT_CHECKPOINT_EVERY, Checkpoints, Session, check_checkpoint_format, checkpoint_info,
-                           in_background, load_run_config, parse_every, run_keys)
+                           load_run_config, parse_every, run_keys)
 
 
 @dataclass
@@ -138,7 +138,7 @@ def _execute(config, program, layout, run_dir, rec, progress, eval_episodes: int
             summary["resumed_from_update"] = start_step
         policy = layout.to_host(algorithm.policy_state(state))
         # The learning curves are drawn while the policy is evaluated (mostly compiled code).
-        curves = in_background(plots.plot_curves, rec.path, metrics, program.steps_per_update * program.log_every,
+        curves = loop.in_background(plots.plot_curves, rec.path, metrics, program.steps_per_update * program.log_every,
                                f"{algorithm.name} on {config.env}") if rec else None
         if eval_episodes:
             from jaxrl.evaluate import evaluate_state

@@ -151,6 +151,9 @@ def test_a_new_record_keeps_its_provenance(tmp_path):
     meta = json.loads((tmp_path / "metadata.json").read_text())
     packages = (tmp_path / "packages.txt").read_text()
     assert re.search(r"^jax==\S+$", packages, re.M) and re.search(r"^numpy==\S+$", packages, re.M)
+    from importlib import metadata  # the list is read from the metadata files' heads: the same as parsing them
+    assert packages.splitlines() == sorted({f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions()
+                                            if d.metadata["Name"]}, key=str.lower)
     assert meta["packages_hash"] == records.packages_hash(packages)
     assert "git_dirty" in meta and meta["git_dirty"] in (True, False, None)
     assert meta["git_commit"] and meta["command"] and meta["device_kind"]
