@@ -35,6 +35,19 @@ class EnvFamilyConfig:
                                  "e.g. 'length=uniform(0.25,2.5)' (see `jaxrl eval --family`; empty: the env as is)")
 
 
+
+class RolloutSchedule:
+    """Mixed into the Configs whose update steps each of `num_envs` envs `num_steps` times: what follows for the
+    run of `total_timesteps` env steps."""
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.steps_per_update
+
 def make_env(config):
     """The env a run trains on: `config.env`, over the family `config.env_family` when one is given. Every
     algorithm's `make_program` builds its env here."""
