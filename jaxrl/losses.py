@@ -27,8 +27,6 @@ class PPOStructure:
     clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps; scalar "
                                     "value_head only)")
     normalize_advantages: bool = static(True, "standardise advantages per minibatch")
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
-                                       "second)", low=0)
 
 
 @dataclass(frozen=True)

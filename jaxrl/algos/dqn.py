@@ -65,8 +65,6 @@ class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, ReplaySchedule, EnvF
     conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to image "
                                                 "observations [H, W, C] (empty: none)", low=1)
     conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
-                                       "second)", low=0)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
     gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
@@ -126,10 +124,7 @@ def make_program(config: Config) -> Program:
     q_values = q_learning.q_values_of(network, head)
 
     def init(key, hp):
-        key, net_key, env_key = jax.random.split(key, 3)
-        obs, env_state = env.reset(env_key, env_params)
-        params = network.init(net_key, obs)
-        opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
+        key, obs, env_state, params, opt_state = q_learning.start(network, env, env_params, key, hp["max_grad_norm"])
         flags = jnp.zeros(config.num_envs, bool)
         example = replay.Step(obs, jnp.zeros(config.num_envs, jnp.int32), jnp.zeros(config.num_envs, jnp.float32),
                               flags, flags, obs)

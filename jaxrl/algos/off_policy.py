@@ -90,8 +90,6 @@ class OffPolicyConfig(ReplaySchedule, EnvFamilyConfig, SeedFields):
     activation: str = static("silu", "hidden activation (silu is swish)", choices=tuple(ACTIVATIONS))
     weight_init: str = static("lecun", "weight initialisation: lecun (flax's default, as Rejax and Brax) or "
                                        "orthogonal", choices=INITS)
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
-                                       "second)", low=0)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(0.01, "Adam learning rate of the actor and the critics", low=0.0, low_open=True)
     gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)

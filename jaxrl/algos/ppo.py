@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import distributions, envs, loop
-from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, RolloutSchedule, make_env
+from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, RolloutSchedule, RolloutState, make_env
 from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
 from jaxrl.losses import (OBJECTIVES, PPOHyperparameters, PPOStructure, ValueHeadConfig, drift_params, gae,
@@ -103,19 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @struct.dataclass
-class RunnerState:
-    params: Any
-    opt_state: Any
-    env_state: Any
-    obs: jax.Array  # [num_envs, *obs_shape]
-    key: jax.Array
-    update_idx: jax.Array  # updates done so far
-    num_updates: jax.Array  # updates in the whole run (for learning-rate annealing)
-    hparams: dict  # dynamic config fields as traced scalars
-
-
-@struct.dataclass
-class RecurrentRunnerState(RunnerState):
+class RecurrentRunnerState(RolloutState):
     """A recurrent run's state: its own class, so that feed-forward runs keep the state (and the checkpoints)
     they had before recurrence existed."""
 
@@ -164,7 +152,7 @@ def make_program(config: Config) -> loop.Program:
             memory, params = None, network.init(net_key, obs)
         opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
         hp = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), hp)
-        state = RunnerState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
+        state = RolloutState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
         return RecurrentRunnerState(**vars(state), memory=memory) if recurrent else state
 
     def policy(params):
@@ -200,7 +188,7 @@ def make_program(config: Config) -> loop.Program:
                         value_out, traj.extras["log_prob"], traj.extras["value"], advantages, targets, hp,
                         value_head, config.clip_value, config.normalize_advantages)
 
-    def update(state: RunnerState):
+    def update(state: RolloutState):
         hp = state.hparams
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
         traj, env_state, obs, memory = collect_rollout(
@@ -233,7 +221,7 @@ def make_program(config: Config) -> loop.Program:
                    env_axes=env_axes, env_shards=0 if recurrent else config.num_envs // env_groups)
 
 
-def policy_state(state: RunnerState) -> dict:
+def policy_state(state: RolloutState) -> dict:
     """What a trained policy needs outside training: parameters and observation statistics."""
     out = {"params": state.params}
     if hasattr(state.env_state, "obs_stats"):

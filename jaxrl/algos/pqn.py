@@ -17,17 +17,16 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from jaxrl import envs, loop
 from jaxrl.algos import q_learning
-from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, RolloutSchedule, make_env
+from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, RolloutSchedule, RolloutState, make_env
 from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
 from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon
 from jaxrl.losses import ValueHeadConfig, lambda_returns
 from jaxrl.networks import ACTIVATIONS, QNetwork
-from jaxrl.optim import make_optimizer, rollout_epochs
+from jaxrl.optim import rollout_epochs
 from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split
 
 
@@ -47,8 +46,6 @@ class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, EnvFamilyConfig, Rol
                                                 "observations [H, W, C] (empty: none)", low=1)
     conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
-                                       "second)", low=0)
     unroll: int = static(1, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(1e-4, "Adam learning rate", low=0.0, low_open=True)
@@ -98,18 +95,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@struct.dataclass
-class RunnerState:
-    params: Any
-    opt_state: Any
-    env_state: Any
-    obs: jax.Array  # [num_envs, *obs_shape]
-    key: jax.Array
-    update_idx: jax.Array  # updates done so far
-    num_updates: jax.Array  # updates in the whole run (for the learning-rate and epsilon schedules)
-    hparams: dict  # dynamic config fields as traced scalars
-
-
 def make_network(config: Config, env: envs.Environment, env_params) -> QNetwork:
     num_actions, obs_ndim, image_shape = q_learning.network_shape("pqn", config, env, env_params)
     return QNetwork(num_actions, obs_ndim, config.hidden_sizes, config.activation, config.layer_norm,
@@ -128,12 +113,9 @@ def make_program(config: Config) -> loop.Program:
     q_values = q_learning.q_values_of(network, head)
 
     def init(key, hp):
-        key, net_key, env_key = jax.random.split(key, 3)
-        obs, env_state = env.reset(env_key, env_params)
-        params = network.init(net_key, obs)
-        opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
+        key, obs, env_state, params, opt_state = q_learning.start(network, env, env_params, key, hp["max_grad_norm"])
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
-        return RunnerState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
+        return RolloutState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
 
     def compute_targets(params, traj, hp):
         next_q = q_values(params, traj.next_obs).max(-1)
@@ -151,7 +133,7 @@ def make_program(config: Config) -> loop.Program:
             loss = head.cross_entropy(taken, target).mean()
         return loss, {"td_loss": loss, "q_mean": q.mean()}
 
-    def update(state: RunnerState):
+    def update(state: RolloutState):
         hp = state.hparams
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
         progress = state.update_idx / state.num_updates
@@ -165,7 +147,7 @@ def make_program(config: Config) -> loop.Program:
         params, opt_state, stats = rollout_epochs(loss_fn, state.params, state.opt_state, batch, epoch_key,
                                                   config.update_epochs, config.num_minibatches, lr, hp["max_grad_norm"])
         metrics = stats | episode_metrics(traj) | {"lr": lr, "epsilon": eps}
-        new_state = RunnerState(params, opt_state, env_state, obs, key, state.update_idx + 1,
+        new_state = RolloutState(params, opt_state, env_state, obs, key, state.update_idx + 1,
                                 state.num_updates, hp)
         return new_state, metrics
 
@@ -175,7 +157,7 @@ def make_program(config: Config) -> loop.Program:
                    env_axes=lambda state: vec_env_axes(state, env), env_shards=config.num_envs // env_groups)
 
 
-def policy_state(state: RunnerState) -> dict:
+def policy_state(state: RolloutState) -> dict:
     """What a trained policy needs outside training: the Q-network's parameters."""
     return {"params": state.params}
 

@@ -1,16 +1,18 @@
 """What the Q-learning algorithms on a Q-network (DQN, PQN) share: the env checks that size the network, the
-Q-values read through the config's value head, and the epsilon-greedy policies built on them."""
+learner's start, the Q-values read through the config's value head, and the epsilon-greedy policies built on them."""
 
 from __future__ import annotations
 
 from typing import Callable
 
+import jax
 import jax.numpy as jnp
 
 from jaxrl import envs
 from jaxrl.config import ConfigError
 from jaxrl.distributions import epsilon_greedy
 from jaxrl.networks import check_conv
+from jaxrl.optim import make_optimizer
 
 
 def network_shape(algo: str, config, env: envs.Environment, env_params) -> tuple[int, int, tuple]:
@@ -23,6 +25,15 @@ def network_shape(algo: str, config, env: envs.Environment, env_params) -> tuple
         raise ConfigError(f"{algo} needs discrete actions; {config.env} has a continuous action space")
     obs_shape = env.observation_space(env_params).shape
     return act_space.n, len(obs_shape), check_conv(config.conv_channels, config.conv_kernel, obs_shape, config.env)
+
+
+def start(network, env: envs.Environment, env_params, key, max_grad_norm):
+    """A Q-learner's first `(key, obs, env_state, params, opt_state)`: the vectorised envs reset, the Q-network and
+    its optimiser state initialised."""
+    key, net_key, env_key = jax.random.split(key, 3)
+    obs, env_state = env.reset(env_key, env_params)
+    params = network.init(net_key, obs)
+    return key, obs, env_state, params, make_optimizer(0.0, max_grad_norm).init(params)
 
 
 def q_values_of(network, head) -> Callable:
