@@ -5,9 +5,9 @@ collects a rollout epsilon-greedily, computes Q(λ) targets on it, and regresses
 actions taken towards them for a few epochs of minibatches. Discrete actions; scalar or categorical
 Q-values (`value_head`).
 
-Reads top to bottom: config, runner state, `make_program` (init + one update:
-collect_rollout -> compute_targets -> update_epochs), `policy_state` and `make_policy` (the greedy
-policy used by `jaxrl eval`), and the `ALGORITHM` it declares.
+Reads top to bottom: config, `make_program` (init + one update, on the runner state
+`jaxrl.algos.base.RolloutState`: collect_rollout -> compute_targets -> update_epochs), `policy_state`
+and `make_policy` (the greedy policy used by `jaxrl eval`), and the `ALGORITHM` it declares.
 """
 
 from __future__ import annotations
