@@ -38,7 +38,7 @@ from jaxrl.rollout import RecurrentPolicy, collect_rollout, episode_starts, sequ
 
 
 @dataclass(frozen=True)
-class Config(PPOStructure, PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConfig, RolloutSchedule,
+class Config(PPOStructure, PPOHyperparameters, ValueHeadConfig, RecurrentConfig, RolloutSchedule, EnvFamilyConfig,
              SeedFields):
     # static: shapes and program structure. Defaults: JaxMARL's IPPO baseline on MPE.
     env: str = static("jaxmarl:MPE_simple_spread_v3", "multi-agent environment id (see `jaxrl envs`)")

@@ -32,7 +32,7 @@ from jaxrl.rollout import (RecurrentPolicy, collect_rollout, episode_metrics, ep
 
 
 @dataclass(frozen=True)
-class Config(PPOStructure, PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConfig, RolloutSchedule,
+class Config(PPOStructure, PPOHyperparameters, ValueHeadConfig, RecurrentConfig, RolloutSchedule, EnvFamilyConfig,
              SeedFields):
     # static: shapes and program structure
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")

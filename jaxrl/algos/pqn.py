@@ -31,7 +31,7 @@ from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split
 
 
 @dataclass(frozen=True)
-class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, EnvFamilyConfig, RolloutSchedule, SeedFields):
+class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, RolloutSchedule, EnvFamilyConfig, SeedFields):
     # static: shapes and program structure (defaults: purejaxql's gymnax config, see PRESETS)
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
     num_envs: int = static(32, "parallel environments per seed", low=1)
