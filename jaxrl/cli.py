@@ -91,40 +91,39 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_import_arg(ev)
 
-    sweep = sub.add_parser("sweep", help="train many configs x seeds in one compiled program per group",
-                           description="Run a hyperparameter sweep from a YAML spec (see README, Sweeps): points "
-                                       "are grouped by static fields, each group compiled once and its runs "
-                                       "vmapped. Writes a sweep directory with runs.csv, ranking.csv, best.yaml "
-                                       "and plots.")
-    sweep.add_argument("spec", help="sweep spec (YAML)")
-    _add_batch_args(sweep, "sweeps/sweep-<name>-<time>")
+    sweep = _add_batch_command(
+        sub, "sweep", "spec", "sweep spec (YAML)", "sweeps/sweep-<name>-<time>",
+        help="train many configs x seeds in one compiled program per group",
+        description="Run a hyperparameter sweep from a YAML spec (see README, Sweeps): points are grouped by static "
+                    "fields, each group compiled once and its runs vmapped. Writes a sweep directory with runs.csv, "
+                    "ranking.csv, best.yaml and plots.")
     sweep.add_argument("--allow-many-compiles", action="store_true",
                        help="run even when the static fields need more than max_compiles compilations")
     sweep.add_argument("--top", type=int, default=10, help="points shown at the top of the printed ranking")
 
-    pbt = sub.add_parser("pbt", help="population-based training in one compiled program",
-                         description="Population-based training (Jaderberg et al. 2017) from a YAML spec with a "
-                                     "`pbt:` section: every `ready` updates the bottom fraction copies the state "
-                                     "of the top fraction and perturbs its hyperparameters, all on the device.")
-    pbt.add_argument("spec", help="PBT spec (YAML)")
-    _add_batch_args(pbt, "sweeps/pbt-<name>-<time>")
+    pbt = _add_batch_command(
+        sub, "pbt", "spec", "PBT spec (YAML)", "sweeps/pbt-<name>-<time>",
+        help="population-based training in one compiled program",
+        description="Population-based training (Jaderberg et al. 2017) from a YAML spec with a `pbt:` section: every "
+                    "`ready` updates the bottom fraction copies the state of the top fraction and perturbs its "
+                    "hyperparameters, all on the device.")
     _add_checkpoint_arg(pbt)
 
-    bench = sub.add_parser("bench", help="run a benchmark suite: algorithms x envs x seeds, one program per group",
-                           description="Run a benchmark suite (see README, Benchmark suites): each (algorithm "
-                                       "config, env) is one compiled program with its seeds vmapped and one run "
-                                       "directory; scores.csv holds every run's final and normalised score, "
-                                       "summary.json the aggregates (IQM, mean, median, optimality gap, 95% CIs).")
-    bench.add_argument("suite", help="a shipped suite (classic, minatar, brax-small, mpe) or a suite YAML file")
-    _add_batch_args(bench, "benches/bench-<name>-<time>")
-    meta = sub.add_parser("meta", help="meta-learn a policy objective by evolution strategies over whole runs",
-                          description="Evolve a learned PPO objective (LPO / TA-LPO drift) with OpenAI-ES from a "
-                                      "YAML spec (see README, Learned objectives): each generation trains the whole "
-                                      "population of inner runs in one compiled program. Writes the meta curve, "
-                                      "the best and mean learned drift (usable as --set objective=PATH) and a "
-                                      "drift plot; `jaxrl resume DIR` continues from the last finished generation.")
-    meta.add_argument("spec", help="meta spec (YAML)")
-    _add_batch_args(meta, "sweeps/meta-<name>-<time>")
+    _add_batch_command(
+        sub, "bench", "suite", "a shipped suite (classic, minatar, brax-small, mpe) or a suite YAML file",
+        "benches/bench-<name>-<time>", help="run a benchmark suite: algorithms x envs x seeds, one program per group",
+        description="Run a benchmark suite (see README, Benchmark suites): each (algorithm config, env) is one "
+                    "compiled program with its seeds vmapped and one run directory; scores.csv holds every run's "
+                    "final and normalised score, summary.json the aggregates (IQM, mean, median, optimality gap, "
+                    "95% CIs).")
+    _add_batch_command(
+        sub, "meta", "spec", "meta spec (YAML)", "sweeps/meta-<name>-<time>",
+        help="meta-learn a policy objective by evolution strategies over whole runs",
+        description="Evolve a learned PPO objective (LPO / TA-LPO drift) with OpenAI-ES from a YAML spec (see README, "
+                    "Learned objectives): each generation trains the whole population of inner runs in one compiled "
+                    "program. Writes the meta curve, the best and mean learned drift (usable as --set "
+                    "objective=PATH) and a drift plot; `jaxrl resume DIR` continues from the last finished "
+                    "generation.")
     report = sub.add_parser("report", help="compare runs, sweeps and benchmarks in a Markdown report with plots",
                             description="Write report.md (per-env scores, aggregate IQM/mean/median/optimality "
                                         "gap, probability of improvement, all with stratified bootstrap 95% CIs; "
@@ -179,9 +178,14 @@ def _add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
                              "5m, 1h (default 5m; always at the end and when stopped)")
 
 
-def _add_batch_args(parser: argparse.ArgumentParser, default_out: str) -> None:
+def _add_batch_command(sub, name: str, source: str, source_help: str, default_out: str,
+                       **texts) -> argparse.ArgumentParser:
+    """The subcommand of a batch driver: many runs from one YAML `source` (spec or suite) into one directory."""
+    parser = sub.add_parser(name, **texts)
+    parser.add_argument(source, help=source_help)
     parser.add_argument("--out", help=f"directory to create (default {default_out})")
     _add_run_args(parser)
+    return parser
 
 
 def _add_run_args(parser: argparse.ArgumentParser) -> None:

@@ -3,6 +3,7 @@ import pytest
 
 from jaxrl import api
 from jaxrl.algos import ppo
+from jaxrl.algos.base import RolloutState
 from jaxrl.config import ConfigError, hparams, load_yaml, parse_overrides, recorded_config, to_dict
 from jaxrl.errors import JaxrlError
 
@@ -73,4 +74,4 @@ def test_runs_recorded_before_a_field_was_added_or_renamed_still_load(tmp_path):
         False, "gru", 4, [64, 64])
     program = ppo.make_program(ppo.Config(total_timesteps=512))
     state = jax.eval_shape(program.init, jax.random.PRNGKey(0), hparams(ppo.Config()))
-    assert type(state) is ppo.RunnerState and not hasattr(state, "memory")
+    assert type(state) is RolloutState and not hasattr(state, "memory")

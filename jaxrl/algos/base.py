@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import jax
+from flax import struct
 
 from jaxrl.config import hparams, static
 from jaxrl.errors import JaxrlError
@@ -34,6 +35,37 @@ class EnvFamilyConfig:
     env_family: str = static("", "train over a family of the env's parameters, a new draw at every episode start, "
                                  "e.g. 'length=uniform(0.25,2.5)' (see `jaxrl eval --family`; empty: the env as is)")
 
+
+
+@dataclass(frozen=True)
+class RolloutSchedule:
+    """Mixed into the Configs whose update steps each of `num_envs` envs `num_steps` times: the run's updates
+    (of `total_timesteps` env steps) and how many of them a compiled chunk holds (`Program.updates_per_chunk`)."""
+
+    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
+                                       "second)", low=0)
+
+    @property
+    def steps_per_update(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_timesteps // self.steps_per_update
+
+
+@struct.dataclass
+class RolloutState:
+    """The runner state of an algorithm that learns from each update's fresh rollout (ppo, pqn)."""
+
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array  # [num_envs, *obs_shape]
+    key: jax.Array
+    update_idx: jax.Array  # updates done so far
+    num_updates: jax.Array  # updates in the whole run (for the learning-rate and exploration schedules)
+    hparams: dict  # dynamic config fields as traced scalars
 
 def make_env(config):
     """The env a run trains on: `config.env`, over the family `config.env_family` when one is given. Every

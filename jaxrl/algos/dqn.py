@@ -26,19 +26,20 @@ import optax
 from flax import struct
 
 from jaxrl import envs, replay
+from jaxrl.algos import q_learning
 from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, make_env
 from jaxrl.algos.off_policy import ReplaySchedule
-from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
+from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
-from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_greedy
+from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon
 from jaxrl.losses import ValueHead, ValueHeadConfig
-from jaxrl.networks import ACTIVATIONS, INITS, QNetwork, check_conv
+from jaxrl.networks import ACTIVATIONS, INITS, QNetwork
 from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import collect_rollout, episode_metrics
 
 
 @dataclass(frozen=True)
-class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, ReplaySchedule, EnvFamilyConfig):
+class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, ReplaySchedule, EnvFamilyConfig, SeedFields):
     # static: shapes and program structure
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`); discrete actions")
     num_envs: int = static(10, "parallel environments per seed", low=1)
@@ -64,8 +65,6 @@ class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, ReplaySchedule, EnvF
     conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to image "
                                                 "observations [H, W, C] (empty: none)", low=1)
     conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
-                                       "second)", low=0)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
     gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
@@ -80,8 +79,6 @@ class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, ReplaySchedule, EnvF
                              low_open=True)
     # run: host-side only
     total_timesteps: int = run(500_000, "env steps per seed", low=1)
-    seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
-    num_seeds: int = run(1, "independent seeds trained together in one program", low=1)
 
     def __post_init__(self):
         validate_fields(self)
@@ -107,15 +104,9 @@ class RunnerState:
 
 
 def make_network(config: Config, env: envs.Environment, env_params) -> tuple[QNetwork, ValueHead]:
-    if env.num_agents is not None:
-        raise ConfigError(f"dqn is a single-agent algorithm; {config.env} has {env.num_agents} agents")
-    act_space = env.action_space(env_params)
-    if not isinstance(act_space, envs.Discrete):
-        raise ConfigError(f"dqn needs discrete actions; {config.env} has a continuous action space")
-    obs_shape = env.observation_space(env_params).shape
-    image_shape = check_conv(config.conv_channels, config.conv_kernel, obs_shape, config.env)
+    num_actions, obs_ndim, image_shape = q_learning.network_shape("dqn", config, env, env_params)
     head = config.value_head_spec
-    network = QNetwork(act_space.n, len(obs_shape), config.hidden_sizes, config.activation, dueling=config.dueling,
+    network = QNetwork(num_actions, obs_ndim, config.hidden_sizes, config.activation, dueling=config.dueling,
                        outputs=head.outputs, conv_channels=config.conv_channels, conv_kernel=config.conv_kernel,
                        image_shape=image_shape, weight_init=config.weight_init)
     return network, head
@@ -130,25 +121,16 @@ def make_program(config: Config) -> Program:
     # Counted in updates: learning starts once more than `learning_starts` env steps are in (as PureJaxRL's).
     learning_starts = config.learning_starts // config.steps_per_update
     target_every = config.target_update_interval // config.steps_per_update
-
-    def q_values(params, obs):
-        """[..., *obs_shape] -> [..., action_dim]."""
-        return head.value(network.apply(params, obs))
+    q_values = q_learning.q_values_of(network, head)
 
     def init(key, hp):
-        key, net_key, env_key = jax.random.split(key, 3)
-        obs, env_state = env.reset(env_key, env_params)
-        params = network.init(net_key, obs)
-        opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
+        key, obs, env_state, params, opt_state = q_learning.start(network, env, env_params, key, hp["max_grad_norm"])
         flags = jnp.zeros(config.num_envs, bool)
         example = replay.Step(obs, jnp.zeros(config.num_envs, jnp.int32), jnp.zeros(config.num_envs, jnp.float32),
                               flags, flags, obs)
         buffer = replay.create(example, config.buffer_size, config.prioritized)
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
         return RunnerState(params, params, opt_state, buffer, env_state, obs, key, jnp.int32(0), hp)
-
-    def policy(params, eps):
-        return lambda key, obs: (epsilon_greedy(key, q_values(params, obs), eps), {})
 
     def bootstrap_targets(params, target_params, batch: replay.Batch):
         """[B]: n-step return + discount * Q_target(next_obs, a*), a* the target's (or with double_q the
@@ -197,8 +179,9 @@ def make_program(config: Config) -> Program:
         hp = state.hparams
         key, rollout_key, learn_key = jax.random.split(state.key, 3)
         eps = epsilon(hp, state.update_idx / config.num_updates)
-        traj, env_state, obs, _ = collect_rollout(env, env_params, policy(state.params, eps), state.env_state,
-                                                  state.obs, rollout_key, config.num_steps)
+        policy = q_learning.exploring_policy(q_values, state.params, eps)
+        traj, env_state, obs, _ = collect_rollout(env, env_params, policy, state.env_state, state.obs, rollout_key,
+                                                  config.num_steps)
         buffer = replay.add(state.buffer, replay.Step.of(traj))
         # Only the priorities pass through the branches and the gradient steps: the storage is only read there.
         skipped = jax.eval_shape(learn, state, buffer, learn_key)
@@ -237,12 +220,7 @@ def make_policy(config: Config, env: envs.Environment, env_params, stochastic: b
     """`act(policy_state, obs, key=None) -> action`: the greedy action, or when `stochastic` epsilon-greedy
     at eps_end with `key`; obs [*obs_shape] or batched."""
     network, head = make_network(config, env, env_params)
-
-    def act(pstate, obs, key=None):
-        q = head.value(network.apply(pstate["params"], obs))
-        return epsilon_greedy(key, q, config.eps_end) if stochastic else jnp.argmax(q, -1)
-
-    return act
+    return q_learning.make_act(q_learning.q_values_of(network, head), config.eps_end, stochastic)
 
 
 ALGORITHM = Algorithm("dqn", "Deep Q-Networks (double, dueling, n-step, prioritised replay), discrete actions",

@@ -27,35 +27,28 @@ import numpy as np
 from flax import struct
 
 from jaxrl import distributions, envs, loop
-from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, make_env
-from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
+from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, RolloutSchedule, make_env
+from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.league import selfplay
-from jaxrl.losses import PPOHyperparameters, ValueHeadConfig, gae, ppo_loss
-from jaxrl.networks import (ACTIVATIONS, ActorCritic, RecurrentActorCritic, RecurrentConfig, check_conv,
+from jaxrl.losses import PPOHyperparameters, PPOStructure, ValueHeadConfig, gae, ppo_loss
+from jaxrl.networks import (ActorCritic, RecurrentActorCritic, RecurrentConfig, check_conv,
                             replay_sequence, zero_memory)
 from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import RecurrentPolicy, collect_rollout, episode_starts, sequence_minibatches
 
 
 @dataclass(frozen=True)
-class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConfig):
+class Config(PPOStructure, PPOHyperparameters, ValueHeadConfig, RecurrentConfig, RolloutSchedule, EnvFamilyConfig,
+             SeedFields):
     # static: shapes and program structure. Defaults: JaxMARL's IPPO baseline on MPE.
     env: str = static("jaxmarl:MPE_simple_spread_v3", "multi-agent environment id (see `jaxrl envs`)")
     num_envs: int = static(16, "parallel environments per seed", low=1)
     num_steps: int = static(128, "rollout length per environment and update", low=1)
-    update_epochs: int = static(4, "passes over each rollout", low=1)
     num_minibatches: int = static(4, "minibatches per epoch; must divide (num_envs/policies)*num_agents*num_steps",
                                   low=1)
-    hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of actor and critic", low=1)
-    activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
     conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to each "
                                                 "agent's image observation [H, W, C] (empty: none; feed-forward "
                                                 "only)", low=1)
-    conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
-    anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
-    clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps; scalar "
-                                    "value_head only)")
-    normalize_advantages: bool = static(True, "standardise advantages per minibatch")
     agent_ids: bool = static(False, "append each agent's one-hot id to its observation")
     critic: str = static("local", "critic input: local (own observation, IPPO) or world_state (MAPPO)",
                          choices=("local", "world_state"))
@@ -67,8 +60,6 @@ class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConf
                                                       "league (pool/pfsp/population) as fixed opponents, drawn like "
                                                       "its other members unless scripted_share is set")
     opponent_groups: int = static(4, "env groups per policy, each facing its own opponent per update", low=1)
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
-                                       "second)", low=0)
     unroll: int = static(1, "loop unrolling of the rollout scan", low=1)
     # dynamic: traced numbers
     pfsp_power: float = dynamic(2.0, "pfsp: opponent weight (1 - learner's score against it in its weaker side)^p",
@@ -80,8 +71,6 @@ class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConf
                                      low=0.0, high=1.0)
     # run: host-side only
     total_timesteps: int = run(10_000_000, "env steps per seed (one step of an env moves all its agents)", low=1)
-    seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
-    num_seeds: int = run(1, "independent seeds trained together in one program", low=1)
 
     def __post_init__(self):
         validate_fields(self)
@@ -110,9 +99,9 @@ class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConf
         if self.recurrent and self.selfplay != "off":
             raise ConfigError(f"recurrent policies train with selfplay=off only (opponents and match players are "
                               f"stateless); got selfplay={self.selfplay}")
-        if self.total_timesteps < self.num_envs * self.num_steps:
+        if self.total_timesteps < self.steps_per_update:
             raise ConfigError(f"total_timesteps={self.total_timesteps} is smaller than one update "
-                              f"(num_envs*num_steps={self.num_envs * self.num_steps})")
+                              f"(num_envs*num_steps={self.steps_per_update})")
         check_run_fields(self)
 
     @property
@@ -125,10 +114,6 @@ class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConf
         """Env blocks of one update that each face one opponent (P * groups), 1 without opponents."""
         sampled = self.selfplay in ("pool", "pfsp", "population")
         return self.policies * (self.opponent_groups if sampled else 1)
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // (self.num_envs * self.num_steps)
 
     @property
     def snapshot_interval(self) -> int:
@@ -486,7 +471,7 @@ def make_program(config: Config) -> loop.Program:
                                 state.num_updates, hp, league)
         return new_state, metrics
 
-    return Program(init, update, config.num_updates, config.num_envs * config.num_steps, config.updates_per_chunk)
+    return Program(init, update, config.num_updates, config.steps_per_update, config.updates_per_chunk)
 
 
 def policy_state(state: RunnerState) -> dict:

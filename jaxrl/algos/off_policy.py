@@ -20,8 +20,8 @@ import numpy as np
 from flax import struct
 
 from jaxrl import envs, replay
-from jaxrl.algos.base import EnvFamilyConfig, Program
-from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
+from jaxrl.algos.base import EnvFamilyConfig, Program, RolloutSchedule
+from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
 from jaxrl.networks import ACTIVATIONS, INITS
 from jaxrl.normalize import RunningStats, init_stats, normalize, update_stats
@@ -38,18 +38,10 @@ def logged_every(num_updates: int, updates_per_chunk: int) -> int:
     return max(d for d in range(1, min(most, updates_per_chunk) + 1) if updates_per_chunk % d == 0)
 
 
-class ReplaySchedule:
+class ReplaySchedule(RolloutSchedule):
     """What follows from the replay fields of a config (num_envs, num_steps, buffer_size, batch_size,
     learning_starts, total_timesteps, updates_per_chunk) for DQN, SAC and TD3: the update counts, the logging
     cadence and the checks made before compiling."""
-
-    @property
-    def steps_per_update(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.steps_per_update
 
     @property
     def log_every(self) -> int:
@@ -74,7 +66,7 @@ class ReplaySchedule:
 
 
 @dataclass(frozen=True)
-class OffPolicyConfig(ReplaySchedule, EnvFamilyConfig):
+class OffPolicyConfig(ReplaySchedule, EnvFamilyConfig, SeedFields):
     """Fields of an off-policy actor-critic for continuous actions. The defaults are Rejax's SAC config for
     Pendulum-v1 (github.com/keraJLi/rejax, configs/gymnax/pendulum.yaml), with 2e4 env steps instead of 1e4."""
 
@@ -98,8 +90,6 @@ class OffPolicyConfig(ReplaySchedule, EnvFamilyConfig):
     activation: str = static("silu", "hidden activation (silu is swish)", choices=tuple(ACTIVATIONS))
     weight_init: str = static("lecun", "weight initialisation: lecun (flax's default, as Rejax and Brax) or "
                                        "orthogonal", choices=INITS)
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
-                                       "second)", low=0)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(0.01, "Adam learning rate of the actor and the critics", low=0.0, low_open=True)
     gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)
@@ -108,8 +98,6 @@ class OffPolicyConfig(ReplaySchedule, EnvFamilyConfig):
     max_grad_norm: float = dynamic(0.0, "global gradient-norm clip of each network (0: no clipping)", low=0.0)
     # run: host-side only
     total_timesteps: int = run(20_000, "env steps per seed", low=1)
-    seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
-    num_seeds: int = run(1, "independent seeds trained together in one program", low=1)
 
     def __post_init__(self):
         validate_fields(self)

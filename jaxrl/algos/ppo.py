@@ -19,54 +19,44 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import distributions, envs, loop
-from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, make_env
-from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
+from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, RolloutSchedule, RolloutState, make_env
+from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
-from jaxrl.losses import OBJECTIVES, PPOHyperparameters, ValueHeadConfig, drift_params, gae, load_drift, ppo_loss
-from jaxrl.networks import (ACTIVATIONS, ActorCritic, RecurrentActorCritic, RecurrentConfig, check_conv,
-                            flatten_obs, replay_sequence, zero_memory)
+from jaxrl.losses import (OBJECTIVES, PPOHyperparameters, PPOStructure, ValueHeadConfig, drift_params, gae,
+                          load_drift, ppo_loss)
+from jaxrl.networks import (ActorCritic, RecurrentActorCritic, RecurrentConfig, check_conv, flatten_obs,
+                            replay_sequence, zero_memory)
 from jaxrl.optim import make_optimizer, rollout_epochs
 from jaxrl.rollout import (RecurrentPolicy, collect_rollout, episode_metrics, episode_starts, minibatch_split,
                            rollout_minibatches, sequence_minibatches)
 
 
 @dataclass(frozen=True)
-class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConfig):
+class Config(PPOStructure, PPOHyperparameters, ValueHeadConfig, RecurrentConfig, RolloutSchedule, EnvFamilyConfig,
+             SeedFields):
     # static: shapes and program structure
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
     num_envs: int = static(8, "parallel environments per seed", low=1)
     num_steps: int = static(64, "rollout length per environment and update", low=1)
-    update_epochs: int = static(4, "passes over each rollout", low=1)
     num_minibatches: int = static(4, "minibatches per epoch; must divide num_envs*num_steps (recurrent: num_envs)",
                                   low=1)
-    hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of actor and critic", low=1)
-    activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
     conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to image "
                                                 "observations [H, W, C] (empty: none)", low=1)
-    conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
-    anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
-    clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps; scalar "
-                                    "value_head only)")
     normalize_obs: bool = static(False, "standardise observations with running statistics")
-    normalize_advantages: bool = static(True, "standardise advantages per minibatch")
     objective: str = static("clip", "policy objective: PPO's clipped surrogate (clip), a learned drift started at "
                                     "PPO's (lpo; ta_lpo also reads the fraction of the run done), or the path of a "
                                     "learned drift .npz (`jaxrl meta` writes them)")
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
-                                       "second)", low=0)
     unroll: int = static(1, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(1e-3, "Adam learning rate", low=0.0, low_open=True)  # PPOHyperparameters' field
     # run: host-side only
     total_timesteps: int = run(250_000, "env steps per seed", low=1)
-    seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
-    num_seeds: int = run(1, "independent seeds trained together in one program", low=1)
 
     def __post_init__(self):
         validate_fields(self)
         self.value_head_spec  # raises ConfigError for an empty value range
         self.check_memory()
-        batch = self.num_envs * self.num_steps
+        batch = self.steps_per_update
         if batch % self.num_minibatches:
             raise ConfigError(
                 f"num_envs*num_steps={self.num_envs}*{self.num_steps}={batch} is not divisible by "
@@ -94,14 +84,6 @@ class Config(PPOHyperparameters, ValueHeadConfig, RecurrentConfig, EnvFamilyConf
             return {}
         return {"drift": drift_params(self.objective) if self.objective in OBJECTIVES else load_drift(self.objective)}
 
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
-
 
 # Settings known to work, applied under the user's own (see README's results table).
 PRESETS: dict[str, dict[str, Any]] = {
@@ -121,19 +103,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 @struct.dataclass
-class RunnerState:
-    params: Any
-    opt_state: Any
-    env_state: Any
-    obs: jax.Array  # [num_envs, *obs_shape]
-    key: jax.Array
-    update_idx: jax.Array  # updates done so far
-    num_updates: jax.Array  # updates in the whole run (for learning-rate annealing)
-    hparams: dict  # dynamic config fields as traced scalars
-
-
-@struct.dataclass
-class RecurrentRunnerState(RunnerState):
+class RecurrentRunnerState(RolloutState):
     """A recurrent run's state: its own class, so that feed-forward runs keep the state (and the checkpoints)
     they had before recurrence existed."""
 
@@ -182,7 +152,7 @@ def make_program(config: Config) -> loop.Program:
             memory, params = None, network.init(net_key, obs)
         opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
         hp = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32), hp)
-        state = RunnerState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
+        state = RolloutState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
         return RecurrentRunnerState(**vars(state), memory=memory) if recurrent else state
 
     def policy(params):
@@ -218,7 +188,7 @@ def make_program(config: Config) -> loop.Program:
                         value_out, traj.extras["log_prob"], traj.extras["value"], advantages, targets, hp,
                         value_head, config.clip_value, config.normalize_advantages)
 
-    def update(state: RunnerState):
+    def update(state: RolloutState):
         hp = state.hparams
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
         traj, env_state, obs, memory = collect_rollout(
@@ -247,11 +217,11 @@ def make_program(config: Config) -> loop.Program:
     # draw whole sequences from all envs at random, so a run's envs stay on one device).
     _, env_groups = minibatch_split(config.num_minibatches, config.num_steps)
     env_axes = lambda state: vec_env_axes(state, env, **({"memory": 0} if recurrent else {}))
-    return Program(init, update, config.num_updates, config.batch_size, config.updates_per_chunk,
+    return Program(init, update, config.num_updates, config.steps_per_update, config.updates_per_chunk,
                    env_axes=env_axes, env_shards=0 if recurrent else config.num_envs // env_groups)
 
 
-def policy_state(state: RunnerState) -> dict:
+def policy_state(state: RolloutState) -> dict:
     """What a trained policy needs outside training: parameters and observation statistics."""
     out = {"params": state.params}
     if hasattr(state.env_state, "obs_stats"):

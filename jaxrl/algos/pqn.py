@@ -5,9 +5,9 @@ collects a rollout epsilon-greedily, computes Q(λ) targets on it, and regresses
 actions taken towards them for a few epochs of minibatches. Discrete actions; scalar or categorical
 Q-values (`value_head`).
 
-Reads top to bottom: config, runner state, `make_program` (init + one update:
-collect_rollout -> compute_targets -> update_epochs), `policy_state` and `make_policy` (the greedy
-policy used by `jaxrl eval`), and the `ALGORITHM` it declares.
+Reads top to bottom: config, `make_program` (init + one update, on the runner state
+`jaxrl.algos.base.RolloutState`: collect_rollout -> compute_targets -> update_epochs), `policy_state`
+and `make_policy` (the greedy policy used by `jaxrl eval`), and the `ALGORITHM` it declares.
 """
 
 from __future__ import annotations
@@ -17,21 +17,21 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import struct
 
 from jaxrl import envs, loop
-from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, make_env
-from jaxrl.config import ConfigError, check_run_fields, dynamic, run, static, validate_fields
+from jaxrl.algos import q_learning
+from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, RolloutSchedule, RolloutState, make_env
+from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
-from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon, epsilon_greedy
+from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon
 from jaxrl.losses import ValueHeadConfig, lambda_returns
-from jaxrl.networks import ACTIVATIONS, QNetwork, check_conv
-from jaxrl.optim import make_optimizer, rollout_epochs
+from jaxrl.networks import ACTIVATIONS, QNetwork
+from jaxrl.optim import rollout_epochs
 from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split
 
 
 @dataclass(frozen=True)
-class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, EnvFamilyConfig):
+class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, RolloutSchedule, EnvFamilyConfig, SeedFields):
     # static: shapes and program structure (defaults: purejaxql's gymnax config, see PRESETS)
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
     num_envs: int = static(32, "parallel environments per seed", low=1)
@@ -46,8 +46,6 @@ class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, EnvFamilyConfig):
                                                 "observations [H, W, C] (empty: none)", low=1)
     conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
-    updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
-                                       "second)", low=0)
     unroll: int = static(1, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(1e-4, "Adam learning rate", low=0.0, low_open=True)
@@ -59,12 +57,10 @@ class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, EnvFamilyConfig):
                                        "reported unscaled)", low=0.0, low_open=True)
     # run: host-side only
     total_timesteps: int = run(500_000, "env steps per seed", low=1)
-    seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
-    num_seeds: int = run(1, "independent seeds trained together in one program", low=1)
 
     def __post_init__(self):
         validate_fields(self)
-        batch = self.num_envs * self.num_steps
+        batch = self.steps_per_update
         if batch % self.num_minibatches:
             raise ConfigError(
                 f"num_envs*num_steps={self.num_envs}*{self.num_steps}={batch} is not divisible by "
@@ -77,14 +73,6 @@ class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, EnvFamilyConfig):
             )
         self.value_head_spec  # raises ConfigError for an empty categorical support
         check_run_fields(self)
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_timesteps // self.batch_size
 
 
 # purejaxql's MinAtar config (purejaxql/config/alg/pqn_minatar.yaml) with its network (purejaxql/pqn_minatar.py:
@@ -107,27 +95,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@struct.dataclass
-class RunnerState:
-    params: Any
-    opt_state: Any
-    env_state: Any
-    obs: jax.Array  # [num_envs, *obs_shape]
-    key: jax.Array
-    update_idx: jax.Array  # updates done so far
-    num_updates: jax.Array  # updates in the whole run (for the learning-rate and epsilon schedules)
-    hparams: dict  # dynamic config fields as traced scalars
-
-
 def make_network(config: Config, env: envs.Environment, env_params) -> QNetwork:
-    if env.num_agents is not None:
-        raise ConfigError(f"pqn is a single-agent algorithm; {config.env} has {env.num_agents} agents")
-    act_space = env.action_space(env_params)
-    if not isinstance(act_space, envs.Discrete):
-        raise ConfigError(f"pqn needs discrete actions; {config.env} has a continuous action space")
-    obs_shape = env.observation_space(env_params).shape
-    image_shape = check_conv(config.conv_channels, config.conv_kernel, obs_shape, config.env)
-    return QNetwork(act_space.n, len(obs_shape), config.hidden_sizes, config.activation, config.layer_norm,
+    num_actions, obs_ndim, image_shape = q_learning.network_shape("pqn", config, env, env_params)
+    return QNetwork(num_actions, obs_ndim, config.hidden_sizes, config.activation, config.layer_norm,
                     outputs=config.value_head_spec.outputs, conv_channels=config.conv_channels,
                     conv_kernel=config.conv_kernel, image_shape=image_shape)
 
@@ -140,21 +110,12 @@ def make_program(config: Config) -> loop.Program:
     network = make_network(config, base_env, env_params)
     head = config.value_head_spec
     env = envs.make_vec_env(base_env, config.num_envs)
-
-    def q_values(params, obs):
-        """[..., *obs_shape] -> [..., action_dim]"""
-        return head.value(network.apply(params, obs))
+    q_values = q_learning.q_values_of(network, head)
 
     def init(key, hp):
-        key, net_key, env_key = jax.random.split(key, 3)
-        obs, env_state = env.reset(env_key, env_params)
-        params = network.init(net_key, obs)
-        opt_state = make_optimizer(0.0, hp["max_grad_norm"]).init(params)
+        key, obs, env_state, params, opt_state = q_learning.start(network, env, env_params, key, hp["max_grad_norm"])
         hp = {k: jnp.asarray(v, jnp.float32) for k, v in hp.items()}
-        return RunnerState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
-
-    def policy(params, eps):
-        return lambda key, obs: (epsilon_greedy(key, q_values(params, obs), eps), {})
+        return RolloutState(params, opt_state, env_state, obs, key, jnp.int32(0), jnp.int32(config.num_updates), hp)
 
     def compute_targets(params, traj, hp):
         next_q = q_values(params, traj.next_obs).max(-1)
@@ -172,31 +133,31 @@ def make_program(config: Config) -> loop.Program:
             loss = head.cross_entropy(taken, target).mean()
         return loss, {"td_loss": loss, "q_mean": q.mean()}
 
-    def update(state: RunnerState):
+    def update(state: RolloutState):
         hp = state.hparams
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
         progress = state.update_idx / state.num_updates
         eps = epsilon(hp, progress)
-        traj, env_state, obs, _ = collect_rollout(
-            env, env_params, policy(state.params, eps), state.env_state, state.obs, rollout_key, config.num_steps,
-            config.unroll)
+        policy = q_learning.exploring_policy(q_values, state.params, eps)
+        traj, env_state, obs, _ = collect_rollout(env, env_params, policy, state.env_state, state.obs, rollout_key,
+                                                  config.num_steps, config.unroll)
         targets = compute_targets(state.params, traj, hp)
         lr = hp["lr"] * (1.0 - progress) if config.anneal_lr else hp["lr"]
         batch = (traj.obs, traj.action, targets)
         params, opt_state, stats = rollout_epochs(loss_fn, state.params, state.opt_state, batch, epoch_key,
                                                   config.update_epochs, config.num_minibatches, lr, hp["max_grad_norm"])
         metrics = stats | episode_metrics(traj) | {"lr": lr, "epsilon": eps}
-        new_state = RunnerState(params, opt_state, env_state, obs, key, state.update_idx + 1,
+        new_state = RolloutState(params, opt_state, env_state, obs, key, state.update_idx + 1,
                                 state.num_updates, hp)
         return new_state, metrics
 
     # Envs split over devices in blocks that keep the minibatches' env groups whole.
     _, env_groups = minibatch_split(config.num_minibatches, config.num_steps)
-    return Program(init, update, config.num_updates, config.batch_size, config.updates_per_chunk,
+    return Program(init, update, config.num_updates, config.steps_per_update, config.updates_per_chunk,
                    env_axes=lambda state: vec_env_axes(state, env), env_shards=config.num_envs // env_groups)
 
 
-def policy_state(state: RunnerState) -> dict:
+def policy_state(state: RolloutState) -> dict:
     """What a trained policy needs outside training: the Q-network's parameters."""
     return {"params": state.params}
 
@@ -204,14 +165,8 @@ def policy_state(state: RunnerState) -> dict:
 def make_policy(config: Config, env: envs.Environment, env_params, stochastic: bool = False):
     """`act(policy_state, obs, key=None) -> action`: the greedy action, or when `stochastic` the
     epsilon-greedy one at the end of training's epsilon (eps_end), drawn with `key`; obs [*obs_shape] or batched."""
-    network = make_network(config, env, env_params)
-    head = config.value_head_spec
-
-    def act(pstate, obs, key=None):
-        q = head.value(network.apply(pstate["params"], obs))
-        return epsilon_greedy(key, q, config.eps_end) if stochastic else jnp.argmax(q, -1)
-
-    return act
+    q_values = q_learning.q_values_of(make_network(config, env, env_params), config.value_head_spec)
+    return q_learning.make_act(q_values, config.eps_end, stochastic)
 
 
 ALGORITHM = Algorithm("pqn", "Parallel Q-Learning: Q(lambda) on parallel envs with a LayerNorm Q-network, no replay "
