@@ -286,9 +286,7 @@ def resume_meta(out_dir: str | Path, progress: bool | str = True, devices: int |
 
     wall_start = time.perf_counter()
     out_dir = Path(out_dir)
-    meta = records.read_metadata(out_dir / "metadata.json")
-    if meta.get("status") == "finished":
-        raise ConfigError(f"meta run {str(out_dir)!r} has finished; nothing to resume")
+    records.unfinished(out_dir, "meta run")
     spec = load_spec(out_dir / "spec.yaml")
     plan = _plan(spec)
     es_state, generation = plan.initial_es_state(), 0

@@ -277,9 +277,7 @@ def resume_pbt(out_dir: str | Path, progress: bool = True, devices: int | None =
 
     wall_start = time.perf_counter()
     out_dir = Path(out_dir)
-    meta = records.read_metadata(out_dir / "metadata.json")
-    if meta.get("status") == "finished":
-        raise ConfigError(f"pbt run {str(out_dir)!r} has finished; nothing to resume")
+    meta = records.unfinished(out_dir, "pbt run")
     spec = load_spec(out_dir / "spec.yaml")
     plan = _plan(spec)
     step, _ = checkpoint.restore_info(out_dir / "checkpoints", None)

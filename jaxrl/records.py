@@ -210,6 +210,14 @@ def run_status(path: Path) -> str:
     return str(meta.get("status"))
 
 
+def unfinished(record_dir: Path, what: str) -> dict:
+    """The metadata of a record to resume (`what`: run, sweep, PBT run, ...); one that has finished is refused."""
+    meta = read_metadata(Path(record_dir) / "metadata.json")
+    if meta.get("status") == "finished":
+        raise JaxrlError(f"{what} {str(record_dir)!r} has finished; nothing to resume")
+    return meta
+
+
 def read_metadata(path: Path) -> dict:
     """A record's metadata.json; a damaged one is a one-line error naming it."""
     try:

@@ -173,9 +173,7 @@ def resume(run_dir: str | Path, from_checkpoint: int | None = None, overrides: d
         raise JaxrlError(f"{str(run_dir)!r} is not a run directory: it has no metadata.json")
     # Held until the run ends, from before reading checkpoints that another process could be replacing.
     lock = records.RunLock(run_dir) if devices_.is_main() else None
-    meta = records.read_metadata(meta_path)
-    if meta.get("status") == "finished":
-        raise JaxrlError(f"run {str(run_dir)!r} has finished; nothing to resume")
+    meta = records.unfinished(run_dir, "run")
     log = loggers.parse_log([*meta.get("log", []), *loggers.parse_log(log)])
     if lock and meta.get("status") == "running":  # its process would hold the lock: it is gone
         print(f"note: run {str(run_dir)!r} was still marked running, but its process (pid {meta.get('pid', '?')} on "

@@ -14,6 +14,7 @@ import yaml
 from jaxrl import api, loop
 from jaxrl.algos import ppo
 from jaxrl.config import ConfigError, hparams
+from jaxrl.errors import JaxrlError
 from jaxrl.stats import bootstrap_ci
 from jaxrl.sweep import plan as sweep_plan
 from jaxrl.sweep import run as sweep_run
@@ -198,5 +199,5 @@ def test_interrupting_a_sweep_keeps_the_finished_groups_and_resume_runs_only_the
     assert curves["group1_returns"].shape == (1, 8) and len(result.ranking) == 2
     meta = json.loads((tmp_path / "sweep" / "metadata.json").read_text())
     assert meta["status"] == "finished" and meta["resumes"][0]["kept_groups"] == [0]
-    with pytest.raises(ConfigError, match="has finished; nothing to resume"):
+    with pytest.raises(JaxrlError, match="has finished; nothing to resume"):
         api.resume(tmp_path / "sweep", progress=False)

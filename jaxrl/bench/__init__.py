@@ -30,7 +30,6 @@ import numpy as np
 from jaxrl import devices as devices_
 from jaxrl import records, stats
 from jaxrl.bench.suite import Suite, load_references, load_suite, parse_suite
-from jaxrl.config import ConfigError
 from jaxrl.errors import Preempted
 from jaxrl.progress import Progress
 from jaxrl.sweep.ranking import round_metric
@@ -77,8 +76,7 @@ def resume_bench(bench_dir: str | Path, progress: bool | str = True, devices: in
     continues from it, one stopped before its first checkpoint starts again."""
     wall_start = time.perf_counter()
     bench_dir = Path(bench_dir)
-    if records.read_metadata(bench_dir / "metadata.json").get("status") == "finished":
-        raise ConfigError(f"bench {str(bench_dir)!r} has finished; nothing to resume")
+    records.unfinished(bench_dir, "bench")
     from jaxrl.config import load_yaml
 
     suite = parse_suite(load_yaml(bench_dir / "suite.yaml", "suite"), f"suite {str(bench_dir / 'suite.yaml')!r}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -56,9 +55,7 @@ def resume_sweep(sweep_dir: str | Path, progress: bool = True, devices: int | No
 
     wall_start = time.perf_counter()
     sweep_dir = Path(sweep_dir)
-    meta = json.loads((sweep_dir / "metadata.json").read_text()) if (sweep_dir / "metadata.json").is_file() else {}
-    if meta.get("status") == "finished":
-        raise ConfigError(f"sweep {str(sweep_dir)!r} has finished; nothing to resume")
+    records.unfinished(sweep_dir, "sweep")
     spec = load_spec(sweep_dir / "spec.yaml")
     plan = make_plan(spec, allow_many_compiles=True)  # it was accepted when started
     written = yaml.safe_load((sweep_dir / "points.yaml").read_text())
