@@ -1,142 +1,165 @@
-"""What one PPO update costs, jaxrl against its peers, with every fixed cost taken out -> results/update-cost-cpu.md.
+"""jaxrl's compiled PPO program against the peers', alternated in one process -> results/update-cost-cpu.md.
 
     bash benchmarks/peers_setup.sh          # once (see peers.py)
-    python benchmarks/update_cost.py        # rows (a) and (d) of peers.py, 3 interleaved pairs (~8 min)
-    python benchmarks/update_cost.py --rows d --pairs 5
+    python benchmarks/update_cost.py        # rows (a) and (d) of peers.py, 7 alternations each (~3 min)
+    python benchmarks/update_cost.py --rows d --reps 11
 
-`peers.py` compares whole runs: steps/s there includes each side's fixed costs (a first call's warm-up, init,
-jaxrl's records and final checkpoint), which weigh a lot in a 1-second run such as Rejax's CartPole config.
-Here every side runs its config at two lengths, N1 and N2 env steps, each in a fresh process, and the marginal
-cost of an update is (run s at N2 - run s at N1) / (updates at N2 - updates at N1): the cost of the compiled
-update alone. Three sides per pair, interleaved (peer, jaxrl's compiled program, `jaxrl train`; short then long):
-- the peer (its own code, through benchmarks/peer_runners/, in the peers' venv), its run s as it reports it;
-- jaxrl's compiled program: `ALGORITHM.make_train(config)`, the whole run as one jitted scan (no host layer);
-- `jaxrl train` (records, progress, checkpoints at the default cadence), its run s from summary.json.
-jaxrl's two sides differ by what the host layer costs per update. Ratios are jaxrl/peer per pair.
+`peers.py` compares whole processes, one after the other; on a shared machine whose speed drifts by +-20% over
+a minute, and in runs of a second or two (Rejax's CartPole config), that cannot resolve the compiled programs
+themselves. Here both programs are compiled in ONE process (the peers' venv, with this checkout's jaxrl on its
+path: the same jax, flax, optax and gymnax versions) and then called alternately, peer then jaxrl, each call
+a whole training run (init and every update, one jitted function, no host layer on either side), so the
+pairs see the same machine state. Reported: each side's env steps/s (median [min-max] over calls) and the
+per-pair ratio jaxrl/peer. Sides:
+- (a) PureJaxRL's `make_train` (purejaxrl/ppo.py, unchanged) vs `jaxrl.algos.ppo.ALGORITHM.make_train` at
+  PureJaxRL's CartPole config, 5e5 steps, 1 seed;
+- (d) Rejax's `PPO.train` (rejax 0.1.3, its evaluations off) vs jaxrl's at Rejax's CartPole config, 1e5 steps.
+The peers' envs are gymnax's with the 5-value step their code expects (peer_runners/shared.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
+import types
 from pathlib import Path
 
-from common import machine, provenance, write_results
-from peers import (PEER_PYTHON, PUREJAXRL_CARTPOLE, REJAX_LR, RUNNERS, SWEEP_SPEC, PEERS, rejax_config, run_jaxrl,
-                   set_args, spread)
-
-CASES = {  # row: (title, peer, jaxrl config without total_timesteps, (N1, N2))
-    "a": ("PPO CartPole, PureJaxRL's config, 1 seed", "PureJaxRL",
-          {k: v for k, v in PUREJAXRL_CARTPOLE.items() if k != "total_timesteps"}, (100_352, 499_712)),
-    "d": ("PPO CartPole, Rejax's config, 1 seed", "Rejax", None, (50_000, 250_000)),
-}
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+ROWS = {"a": "PPO CartPole, PureJaxRL's config, 5e5 steps, 1 seed",
+        "d": "PPO CartPole, Rejax's config, 1e5 steps, 1 seed"}
 
 
-def jaxrl_config(key: str) -> dict:
-    if CASES[key][2] is not None:
-        return dict(CASES[key][2])
+def import_jaxrl() -> None:
+    """This checkout's jaxrl in the peers' venv: the package, with envs/ as jaxrl.envs (setuptools' package-dir)."""
+    sys.path.insert(0, str(REPO))
+    import jaxrl
+
+    spec = importlib.util.spec_from_file_location("jaxrl.envs", REPO / "envs" / "__init__.py",
+                                                  submodule_search_locations=[str(REPO / "envs")])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["jaxrl.envs"] = module
+    spec.loader.exec_module(module)
+    jaxrl.envs = module
+
+
+def programs(row: str):
+    """(peer name, config, peer train(key), jaxrl train(key), env steps per call), both jitted, not compiled."""
+    import jax
     import yaml
 
-    base = yaml.safe_load(SWEEP_SPEC.read_text())["base"]
-    return {k: v for k, v in dict(base, lr=REJAX_LR).items() if k != "total_timesteps"}
+    from peers import PUREJAXRL_CARTPOLE, REJAX_LR, SWEEP_SPEC, rejax_config
+    from jaxrl.algos import ppo as jaxrl_ppo
+
+    sys.path.insert(0, str(HERE / "peer_runners"))
+    from shared import FiveValueStep
+
+    if row == "a":
+        config = dict(PUREJAXRL_CARTPOLE)
+        sys.path.insert(0, str(HERE / ".peers" / "purejaxrl" / "purejaxrl"))
+        import gymnax
+        import ppo as purejaxrl_ppo  # PureJaxRL's own module
+
+        purejaxrl_ppo.gymnax = types.SimpleNamespace(
+            make=lambda name: (lambda env, params: (FiveValueStep(env), params))(*gymnax.make(name)))
+        peer_config = {**{k.upper(): v for k, v in config.items()}, "ENV_NAME": "CartPole-v1"}
+        peer_train, name = jax.jit(purejaxrl_ppo.make_train(peer_config)), "PureJaxRL"
+    else:
+        config = dict(yaml.safe_load(SWEEP_SPEC.read_text())["base"], lr=REJAX_LR)
+        import gymnax
+        from rejax import PPO
+
+        env, env_params = gymnax.make("CartPole-v1")
+        peer_config = rejax_config(config)
+        peer_config.pop("env")
+        algo = PPO.create(env=FiveValueStep(env), env_params=env_params, **peer_config,
+                          skip_initial_evaluation=True, eval_freq=config["total_timesteps"])
+        algo = algo.replace(eval_callback=lambda algo, ts, rng: ())
+        peer_train, name = jax.jit(lambda key: algo.train(key)[0]), "Rejax"
+    ours = jaxrl_ppo.Config(env="gymnax:CartPole-v1", **config)
+    jaxrl_train = jax.jit(jaxrl_ppo.ALGORITHM.make_train(ours))
+    return name, config, peer_train, jaxrl_train, ours.num_updates * ours.steps_per_update
 
 
-def peer_command(key: str, steps: int) -> list[str]:
-    config = dict(jaxrl_config(key), total_timesteps=steps)
-    if key == "a":
-        return [str(PEER_PYTHON), str(RUNNERS / "purejaxrl_ppo.py"), "--repo", str(PEERS / "purejaxrl"), "--config",
-                json.dumps({**{k.upper(): v for k, v in config.items()}, "ENV_NAME": "CartPole-v1"})]
-    return [str(PEER_PYTHON), str(RUNNERS / "rejax_ppo.py"), "--config", json.dumps(rejax_config(config))]
-
-
-def run_json(cmd: list[str]) -> dict:
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{' '.join(cmd[:3])} ... failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def compiled_program_run(config: dict) -> None:
-    """The jaxrl side without its host layer: the whole run as one compiled function; prints one JSON line."""
+def measure(row: str, reps: int) -> dict:
+    """In the peers' venv: compile both, then `reps` alternating calls; one JSON line on stdout."""
     import jax
 
-    from jaxrl.algos import ppo
-
-    cfg = ppo.Config(env="gymnax:CartPole-v1", **config)
-    start = time.perf_counter()
-    train = jax.jit(ppo.ALGORITHM.make_train(cfg)).lower(jax.random.PRNGKey(0)).compile()
-    compile_s = time.perf_counter() - start
-    start = time.perf_counter()
-    jax.block_until_ready(train(jax.random.PRNGKey(0)))
-    print(json.dumps({"compile_s": compile_s, "run_s": time.perf_counter() - start,
-                      "updates": cfg.num_updates}))
-
-
-def updates(key: str, steps: int) -> int:
-    c = jaxrl_config(key)
-    return steps // (c["num_envs"] * c["num_steps"])
-
-
-def measure(key: str, pairs: int) -> dict:
-    n1, n2 = CASES[key][3]
-    sides = {"peer": [], "compiled": [], "train": []}
-    with tempfile.TemporaryDirectory(prefix=f"jaxrl-update-cost-{key}-") as tmp:
-        for i in range(pairs):
-            run_s = {side: {} for side in sides}
-            for steps in (n1, n2):
-                config = dict(jaxrl_config(key), total_timesteps=steps)
-                run_s["peer"][steps] = run_json(peer_command(key, steps))["run_s"]
-                run_s["compiled"][steps] = run_json([sys.executable, __file__, "--compiled-run",
-                                                     json.dumps(config)])["run_s"]
-                train = [sys.executable, "-m", "jaxrl.cli", "train", "--algo", "ppo", "--env", "gymnax:CartPole-v1",
-                         *set_args(config), "--eval-episodes", "0"]
-                run_s["train"][steps] = run_jaxrl(train, Path(tmp) / f"train-{i}-{steps}")["run_s"]
-            for side in sides:
-                sides[side].append(1e3 * (run_s[side][n2] - run_s[side][n1]) / (updates(key, n2) - updates(key, n1)))
-            print(f"({key}) pair {i + 1}/{pairs}: ms per update " +
-                  ", ".join(f"{side} {sides[side][-1]:.2f}" for side in sides), flush=True)
-    return sides
+    name, config, peer_train, jaxrl_train, steps = programs(row)
+    key = jax.random.PRNGKey(0)
+    compiled = {}
+    for side, fn in (("peer", peer_train), ("jaxrl", jaxrl_train)):
+        start = time.perf_counter()
+        compiled[side] = fn.lower(key).compile()
+        jax.block_until_ready(compiled[side](key))  # the first call's warm-up is not timed
+        print(f"({row}) {side} compiled in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    seconds = {"peer": [], "jaxrl": []}
+    for i in range(reps):
+        for side in ("peer", "jaxrl"):
+            start = time.perf_counter()
+            jax.block_until_ready(compiled[side](key))
+            seconds[side].append(time.perf_counter() - start)
+        print(f"({row}) call {i + 1}/{reps}: {name} {seconds['peer'][-1]:.2f} s, jaxrl {seconds['jaxrl'][-1]:.2f} s",
+              file=sys.stderr, flush=True)
+    print(json.dumps({"row": row, "peer": name, "config": config, "env_steps": steps, "seconds": seconds}))
 
 
-def table(results: dict[str, dict]) -> str:
-    lines = ["# The marginal cost of one PPO update, jaxrl against its peers (CPU)", "",
+def spread(values, fmt="{:.2f}") -> str:
+    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}-{fmt.format(max(values))}]"
+
+
+def table(results: list[dict]) -> str:
+    from common import machine, provenance
+
+    lines = ["# jaxrl's compiled PPO program against the peers', alternated in one process (CPU)", "",
              *provenance(" ".join(["update_cost.py", *sys.argv[1:]]), machine()), "",
-             "Each side runs its config at two lengths in fresh processes; ms per update = (run s at N2 - run s at "
-             "N1) / (updates at N2 - updates at N1), so fixed costs (warm-up, init, records, final checkpoint) "
-             "cancel. Sides interleaved per pair; median [min-max] over pairs. See the docstring of "
-             "`benchmarks/update_cost.py`.", "",
-             "| case | N1 / N2 env steps | peer ms/update | jaxrl compiled program ms/update | `jaxrl train` "
-             "ms/update | compiled / peer | train / peer |", "|---|---|---|---|---|---|---|"]
-    for key, sides in results.items():
-        title, peer = CASES[key][:2]
-        ratio = lambda side: spread([o / p for o, p in zip(sides[side], sides["peer"])])
-        lines.append(f"| ({key}) {title} | {CASES[key][3][0]:,} / {CASES[key][3][1]:,} | {peer} "
-                     f"{spread(sides['peer'])} | {spread(sides['compiled'])} | {spread(sides['train'])} | "
-                     f"{ratio('compiled')} | {ratio('train')} |")
+             "Both whole-run programs compiled in one process and called alternately (peer, jaxrl), no host layer "
+             "on either side; steps/s per call, median [min-max]; ratio jaxrl/peer per alternation. See the "
+             "docstring of `benchmarks/update_cost.py`.", "",
+             "| case | peer | peer env steps/s | jaxrl env steps/s | jaxrl/peer steps/s | calls |", "|---|---|---|---|---|---|"]
+    for r in results:
+        rate = {side: [r["env_steps"] / s / 1e3 for s in r["seconds"][side]] for side in ("peer", "jaxrl")}
+        ratio = [p / j for p, j in zip(r["seconds"]["peer"], r["seconds"]["jaxrl"])]
+        lines.append(f"| ({r['row']}) {ROWS[r['row']]} | {r['peer']} | {spread(rate['peer'], '{:.0f}k')} | "
+                     f"{spread(rate['jaxrl'], '{:.0f}k')} | {spread(ratio)} | {len(ratio)} |")
+    for r in results:
+        lines += ["", f"({r['row']}) config: " + ", ".join(f"{k}={v}" for k, v in r["config"].items()) + "."]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", default=",".join(CASES), help="cases to run, e.g. d (default: all)")
-    parser.add_argument("--pairs", type=int, default=3, help="interleaved pairs per case")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "update-cost-cpu.md"))
-    parser.add_argument("--compiled-run", metavar="CONFIG", help=argparse.SUPPRESS)  # one jaxrl side, internal
+    parser.add_argument("--rows", default=",".join(ROWS), help="cases to run, e.g. d (default: all)")
+    parser.add_argument("--reps", type=int, default=7, help="alternating calls per case")
+    parser.add_argument("--out", default=str(HERE / "results" / "update-cost-cpu.md"))
+    parser.add_argument("--in-peer-venv", metavar="ROW", help=argparse.SUPPRESS)  # the measuring process
     args = parser.parse_args()
-    if args.compiled_run:
-        return compiled_program_run(json.loads(args.compiled_run))
+    if args.in_peer_venv:
+        import_jaxrl()
+        return measure(args.in_peer_venv, args.reps)
+    from common import write_results
+    from peers import PEER_PYTHON
+
     if not PEER_PYTHON.exists():
         sys.exit("the peers' venv is missing: run `bash benchmarks/peers_setup.sh` first")
-    keys = args.rows.split(",")
-    unknown = [k for k in keys if k not in CASES]
-    if unknown:
-        sys.exit(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
-    write_results(table({key: measure(key, args.pairs) for key in keys}), args.out)
+    rows = args.rows.split(",")
+    if unknown := [r for r in rows if r not in ROWS]:
+        sys.exit(f"unknown row(s) {', '.join(unknown)}; choose from {', '.join(ROWS)}")
+    env = dict(os.environ, JAX_ENABLE_COMPILATION_CACHE="false")
+    results = []
+    for row in rows:
+        proc = subprocess.run([str(PEER_PYTHON), __file__, "--in-peer-venv", row, "--reps", str(args.reps)],
+                              stdout=subprocess.PIPE, text=True, env=env, cwd=HERE)
+        if proc.returncode:
+            sys.exit(f"row ({row}) failed (its output is above)")
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    write_results(table(results), args.out)
 
 
 if __name__ == "__main__":
