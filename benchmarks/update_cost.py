@@ -1,7 +1,7 @@
 """jaxrl's compiled PPO program against the peers', alternated in one process -> results/update-cost-cpu.md.
 
     bash benchmarks/peers_setup.sh          # once (see peers.py)
-    python benchmarks/update_cost.py        # rows (a) and (d) of peers.py, 7 alternations each (~3 min)
+    python benchmarks/update_cost.py        # rows (a), (d) and (f) of peers.py, 7 alternations each (~6 min)
     python benchmarks/update_cost.py --rows d --reps 11
 
 `peers.py` compares whole processes, one after the other; on a shared machine whose speed drifts by +-20% over
@@ -13,7 +13,8 @@ pairs see the same machine state. Reported: each side's env steps/s (median [min
 per-pair ratio jaxrl/peer. Sides:
 - (a) PureJaxRL's `make_train` (purejaxrl/ppo.py, unchanged) vs `jaxrl.algos.ppo.ALGORITHM.make_train` at
   PureJaxRL's CartPole config, 5e5 steps, 1 seed;
-- (d) Rejax's `PPO.train` (rejax 0.1.3, its evaluations off) vs jaxrl's at Rejax's CartPole config, 1e5 steps.
+- (d) Rejax's `PPO.train` (rejax 0.1.3, its evaluations off) vs jaxrl's at Rejax's CartPole config, 1e5 steps;
+- (f) PureJaxRL's DQN `make_train` (purejaxrl/dqn.py) vs `jaxrl.algos.dqn`'s at its config (peers.py's row f).
 The peers' envs are gymnax's with the 5-value step their code expects (peer_runners/shared.py).
 """
 
@@ -33,7 +34,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 ROWS = {"a": "PPO CartPole, PureJaxRL's config, 5e5 steps, 1 seed",
-        "d": "PPO CartPole, Rejax's config, 1e5 steps, 1 seed"}
+        "d": "PPO CartPole, Rejax's config, 1e5 steps, 1 seed",
+        "f": "DQN CartPole, PureJaxRL's config, 5e5 steps, 1 seed"}
 
 
 def import_jaxrl() -> None:
@@ -60,6 +62,22 @@ def programs(row: str):
     sys.path.insert(0, str(HERE / "peer_runners"))
     from shared import FiveValueStep
 
+    if row == "f":
+        from peers import PUREJAXRL_DQN
+        from jaxrl.algos import dqn as jaxrl_dqn
+        from shared import stats_log_wrapper, window_updates
+
+        sys.path.insert(0, str(HERE / ".peers" / "purejaxrl" / "purejaxrl"))
+        import dqn as purejaxrl_dqn  # PureJaxRL's own module
+
+        peer_config, config = PUREJAXRL_DQN["peer"], dict(PUREJAXRL_DQN["jaxrl"])
+        num_updates = peer_config["TOTAL_TIMESTEPS"] // peer_config["NUM_ENVS"]
+        purejaxrl_dqn.LogWrapper = stats_log_wrapper(num_updates - window_updates(num_updates))
+        jax.tree_map = jax.tree.map  # dqn.py's, since removed from jax
+        ours = jaxrl_dqn.Config(env="gymnax:CartPole-v1", **{k: tuple(v) if isinstance(v, list) else v
+                                                              for k, v in config.items()})
+        return ("PureJaxRL", config, jax.jit(purejaxrl_dqn.make_train(peer_config)),
+                jax.jit(jaxrl_dqn.ALGORITHM.make_train(ours)), ours.num_updates * ours.steps_per_update)
     if row == "a":
         config = dict(PUREJAXRL_CARTPOLE)
         sys.path.insert(0, str(HERE / ".peers" / "purejaxrl" / "purejaxrl"))
