@@ -1,7 +1,7 @@
 """jaxrl's compiled PPO program against the peers', alternated in one process -> results/update-cost-cpu.md.
 
     bash benchmarks/peers_setup.sh          # once (see peers.py)
-    python benchmarks/update_cost.py        # rows (a), (d) and (f) of peers.py, 7 alternations each (~6 min)
+    python benchmarks/update_cost.py        # rows (a), (d), (e) and (f) of peers.py, 7 alternations each (~9 min)
     python benchmarks/update_cost.py --rows d --reps 11
 
 `peers.py` compares whole processes, one after the other; on a shared machine whose speed drifts by +-20% over
@@ -14,6 +14,8 @@ per-pair ratio jaxrl/peer. Sides:
 - (a) PureJaxRL's `make_train` (purejaxrl/ppo.py, unchanged) vs `jaxrl.algos.ppo.ALGORITHM.make_train` at
   PureJaxRL's CartPole config, 5e5 steps, 1 seed;
 - (d) Rejax's `PPO.train` (rejax 0.1.3, its evaluations off) vs jaxrl's at Rejax's CartPole config, 1e5 steps;
+- (e) the same, vmapped over the 16 learning rates of `peers_lr_sweep.yaml` on both sides (Rejax's way: the
+  learning rate as a pytree field; jaxrl's: `train(key, hparams)` with the lr traced, as `jaxrl sweep` runs it);
 - (f) PureJaxRL's DQN `make_train` (purejaxrl/dqn.py) vs `jaxrl.algos.dqn`'s at its config (peers.py's row f).
 The peers' envs are gymnax's with the 5-value step their code expects (peer_runners/shared.py).
 """
@@ -35,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 ROWS = {"a": "PPO CartPole, PureJaxRL's config, 5e5 steps, 1 seed",
         "d": "PPO CartPole, Rejax's config, 1e5 steps, 1 seed",
+        "e": "PPO CartPole, Rejax's config, 16 learning rates vmapped (peers.py's sweep row)",
         "f": "DQN CartPole, PureJaxRL's config, 5e5 steps, 1 seed"}
 
 
@@ -88,7 +91,7 @@ def programs(row: str):
             make=lambda name: (lambda env, params: (FiveValueStep(env), params))(*gymnax.make(name)))
         peer_config = {**{k.upper(): v for k, v in config.items()}, "ENV_NAME": "CartPole-v1"}
         peer_train, name = jax.jit(purejaxrl_ppo.make_train(peer_config)), "PureJaxRL"
-    else:
+    else:  # d, e
         config = dict(yaml.safe_load(SWEEP_SPEC.read_text())["base"], lr=REJAX_LR)
         import gymnax
         from rejax import PPO
@@ -101,8 +104,19 @@ def programs(row: str):
         algo = algo.replace(eval_callback=lambda algo, ts, rng: ())
         peer_train, name = jax.jit(lambda key: algo.train(key)[0]), "Rejax"
     ours = jaxrl_ppo.Config(env="gymnax:CartPole-v1", **config)
-    jaxrl_train = jax.jit(jaxrl_ppo.ALGORITHM.make_train(ours))
-    return name, config, peer_train, jaxrl_train, ours.num_updates * ours.steps_per_update
+    jaxrl_train = jaxrl_ppo.ALGORITHM.make_train(ours)
+    steps = ours.num_updates * ours.steps_per_update
+    if row != "e":
+        return name, config, peer_train, jax.jit(jaxrl_train), steps
+    import jax.numpy as jnp
+
+    from jaxrl.config import hparams
+
+    lrs = jnp.asarray(yaml.safe_load(SWEEP_SPEC.read_text())["space"]["lr"], jnp.float32)
+    hp = hparams(ours)
+    rejax_sweep = jax.jit(lambda key: jax.vmap(lambda lr: algo.replace(learning_rate=lr).train(key)[0])(lrs))
+    jaxrl_sweep = jax.jit(lambda key: jax.vmap(lambda lr: jaxrl_train(key, {**hp, "lr": lr}))(lrs))
+    return name, dict(config, lr=f"{len(lrs)} values"), rejax_sweep, jaxrl_sweep, steps * len(lrs)
 
 
 def measure(row: str, reps: int) -> dict:
