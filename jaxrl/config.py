@@ -146,13 +146,13 @@ def check_run_fields(config) -> None:
                           f"{MAX_UPDATES} (2**31 - 1) updates")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class SeedFields:
     """The seed fields every algorithm's Config mixes in (its own `total_timesteps` sorts before them)."""
 
     seed: int = run(0, "seed of the first run; run i uses seed + i", low=0)
     num_seeds: int = run(1, "independent seeds trained together in one program", low=1)
+
 
 # Config fields renamed since runs could have recorded them: old name -> new name. Configs read from files (a run's
 # config.yaml, its checkpoints' configs) use the new names, so runs written before a rename still resume and evaluate.

@@ -391,4 +391,3 @@ def format_result(result: MetaResult) -> str:
             f"  last generation fitness: mean {last.get('mean', math.nan):.1f}, median "
             f"{last.get('median', math.nan):.1f}, best {last.get('best', math.nan):.1f}; best member ever "
             f"{s['best_fitness']:.1f}")
-

@@ -467,5 +467,3 @@ def final_returns(metrics: dict[str, np.ndarray], fraction: float = 0.05) -> np.
     total = np.nan_to_num(metrics["episode_return_sum"][:, -n:]).sum(1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-

@@ -36,7 +36,6 @@ class EnvFamilyConfig:
                                  "e.g. 'length=uniform(0.25,2.5)' (see `jaxrl eval --family`; empty: the env as is)")
 
 
-
 @dataclass(frozen=True)
 class RolloutSchedule:
     """Mixed into the Configs whose update steps each of `num_envs` envs `num_steps` times: the run's updates
@@ -66,6 +65,7 @@ class RolloutState:
     update_idx: jax.Array  # updates done so far
     num_updates: jax.Array  # updates in the whole run (for the learning-rate and exploration schedules)
     hparams: dict  # dynamic config fields as traced scalars
+
 
 def make_env(config):
     """The env a run trains on: `config.env`, over the family `config.env_family` when one is given. Every

@@ -112,7 +112,6 @@ def make_network(config: Config, env: envs.Environment, env_params) -> tuple[QNe
     return network, head
 
 
-
 def make_program(config: Config) -> Program:
     base_env = make_env(config)
     env_params = base_env.default_params

@@ -102,8 +102,6 @@ def make_network(config: Config, env: envs.Environment, env_params) -> QNetwork:
                     conv_kernel=config.conv_kernel, image_shape=image_shape)
 
 
-
-
 def make_program(config: Config) -> loop.Program:
     base_env = make_env(config)
     env_params = base_env.default_params
