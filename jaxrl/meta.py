@@ -10,6 +10,7 @@ on the ES mean). A spec:
     population: 32        # even: member i and i + population/2 are an antithetic pair
     shared_seeds: population  # which members train from the same keys: all of a generation, or antithetic pairs
     seeds_per_member: 1   # inner runs per member (each from its own key); its fitness is their mean
+    fitness: final        # a run's return: final (its last tenth) or auc (its whole learning curve)
     generations: 20
     sigma: 0.03           # ES noise standard deviation
     lr: 0.01              # Adam step size of the ES mean
@@ -20,9 +21,11 @@ One generation is the whole population x seeds_per_member inner runs vmapped in 
 through the session (`jaxrl.session.Session`; compiled once, reused by every generation). With `shared_seeds:
 population` (common random numbers, as the LPO reference code does) every member of a generation trains from
 the same keys, new ones each generation, so members are ranked on their drift rather than on their seed; with
-`pairs` only an antithetic pair shares keys. A run's return is the mean return of the episodes finished in the
-last `FITNESS_FRACTION` of it, a member's fitness the mean over its runs; evosax minimises, so it is told
--fitness.
+`pairs` only an antithetic pair shares keys. A run's return is, with `fitness: final`, the mean return of the
+episodes finished in the last `FITNESS_FRACTION` of it; with `fitness: auc`, the mean over its updates of their
+mean episode return (the area under its learning curve), which rewards learning fast and, on CartPole, tells
+drifts apart better from the same keys. A member's fitness is the mean over its runs; evosax minimises, so it
+is told -fitness.
 After every generation the directory holds the meta curve (meta_curve.csv), the ES state, the best member's phi
 and the ES mean (`best_drift.npz`, `mean_drift.npz`: `jaxrl train --set objective=PATH`); at the end, plots of
 the meta curve and of the learned drift beside PPO's. `jaxrl resume DIR` continues from the last finished
@@ -43,10 +46,11 @@ from jaxrl import plots, records
 from jaxrl.config import ConfigError, hparams, load_yaml, stacked_hparams
 from jaxrl.sweep.spec import positive_int
 
-SPEC_KEYS = ("name", "algo", "env", "base", "population", "shared_seeds", "seeds_per_member", "generations", "sigma",
-             "lr", "init_std", "seed")
+SPEC_KEYS = ("name", "algo", "env", "base", "population", "shared_seeds", "seeds_per_member", "fitness",
+             "generations", "sigma", "lr", "init_std", "seed")
 SHARED_SEEDS = ("population", "pairs")  # which members of a generation train from the same keys
-FITNESS_FRACTION = 0.1  # a member's fitness: mean return of the episodes of the last tenth of its run
+FITNESS = ("final", "auc")  # a run's return: its final return, or the mean of its whole learning curve
+FITNESS_FRACTION = 0.1  # fitness: final, a run's return: mean return of the episodes of its last tenth
 MIN_POPULATION = 4
 
 
@@ -58,6 +62,7 @@ class MetaSpec:
     population: int
     shared_seeds: str
     seeds_per_member: int
+    fitness: str
     generations: int
     sigma: float
     lr: float
@@ -105,10 +110,13 @@ def parse_spec(data: Any, where: str = "meta spec") -> MetaSpec:
     shared_seeds = data.get("shared_seeds", "population")
     if shared_seeds not in SHARED_SEEDS:
         raise ConfigError(f"{where}: shared_seeds={shared_seeds!r} must be one of {', '.join(SHARED_SEEDS)}")
+    fitness = data.get("fitness", "final")
+    if fitness not in FITNESS:
+        raise ConfigError(f"{where}: fitness={fitness!r} must be one of {', '.join(FITNESS)}")
     spec = MetaSpec(
         name=str(data.get("name", "meta")), algo=algo if isinstance(algo, str) else repr(algo), base=dict(base),
         population=population, shared_seeds=shared_seeds,
-        seeds_per_member=positive_int(data, "seeds_per_member", 1, where),
+        seeds_per_member=positive_int(data, "seeds_per_member", 1, where), fitness=fitness,
         generations=positive_int(data, "generations", 10, where),
         sigma=_positive_float(data, "sigma", 0.03, where), lr=_positive_float(data, "lr", 0.01, where),
         init_std=_positive_float(data, "init_std", 0.1, where, zero=True),
@@ -199,10 +207,13 @@ def _plan(spec: MetaSpec) -> _Plan:
     return _Plan(spec, config, program, strategy, strategy.default_params, base_hp, es_key, run_key)
 
 
-def fitness_of(metrics: dict[str, np.ndarray], population: int) -> np.ndarray:
-    """[members]: the mean over a member's runs (member_keys' order) of the mean return of the episodes in the
-    last FITNESS_FRACTION of each run (NaN: one of its runs finished none, or diverged)."""
-    return records.final_returns(metrics, FITNESS_FRACTION).reshape(-1, population).mean(0)
+def fitness_of(metrics: dict[str, np.ndarray], population: int, fitness: str = "final") -> np.ndarray:
+    """[members]: the mean over a member's runs (member_keys' order) of each run's return: with `final` the mean
+    return of the episodes in its last FITNESS_FRACTION, with `auc` the mean over its updates of their mean
+    episode return (NaN: one of its runs finished none, or diverged)."""
+    returns = records.final_returns(metrics, FITNESS_FRACTION) if fitness == "final" \
+        else records.curve_mean_returns(metrics)
+    return returns.reshape(-1, population).mean(0)
 
 
 def _save_es_state(path: Path, state, generation: int) -> None:
@@ -245,7 +256,8 @@ def save_generation(out_dir: Path, plan: _Plan, es_state, generation: int, curve
 
 def plot_run(out_dir: Path, plan: _Plan, es_state, curve: list[dict]) -> None:
     """meta_curve.png and drift.png (at the end of a run: a plot costs about as much as a short generation)."""
-    plots.plot_meta_curve(out_dir / "meta_curve.png", curve, plan.spec.name)
+    plots.plot_meta_curve(out_dir / "meta_curve.png", curve, plan.spec.name,
+                          "final return" if plan.spec.fitness == "final" else "mean return over the run")
     best, mean = best_and_mean(plan, es_state)
     clip_eps = float(plan.config.clip_eps)
     plots.plot_drift(out_dir / "drift.png", {"best member": best, "ES mean": mean}, clip_eps,
@@ -343,7 +355,7 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, es_state, first: int, 
                 raise Preempted(f"{str(err).split(';')[0]} in generation {generation + 1}; {kept}",
                                 err.signum) from None
             timings["run_s"] += out.timings["run_s"]
-            fitness = fitness_of(out.metrics, P)
+            fitness = fitness_of(out.metrics, P, spec.fitness)
             # evosax minimises; a member without a finished episode (or diverged) ranks last
             es_state, _ = strategy.tell(jax.random.fold_in(plan.es_key, 2 * generation + 2), population,
                                         jnp.asarray(np.where(np.isnan(fitness), np.inf, -fitness), jnp.float32),
@@ -365,7 +377,8 @@ def _execute(plan: _Plan, layout, out_dir, rec, progress, es_state, first: int, 
     summary = {
         "name": spec.name, "algo": spec.algo, "env": plan.config.env, "objective": plan.config.objective,
         "population": P, "shared_seeds": spec.shared_seeds,
-        "seeds_per_member": spec.seeds_per_member, "generations": spec.generations, "sigma": spec.sigma, "lr": spec.lr,
+        "seeds_per_member": spec.seeds_per_member, "fitness": spec.fitness, "generations": spec.generations,
+        "sigma": spec.sigma, "lr": spec.lr,
         "init_std": spec.init_std, "env_steps_per_member": program.num_updates * program.steps_per_update,
         "best_fitness": float(-es_state.best_fitness), "final_generation": curve[-1] if curve else None,
         "compile_s": round(timings["compile_s"], 3), "run_s": round(timings["run_s"], 3),

@@ -322,8 +322,8 @@ def plot_sample_efficiency(path: Path, curves: dict, labels: list[str], ylabels:
     return save_figure(fig, path)
 
 
-def plot_meta_curve(path: Path, curve: list[dict], name: str) -> Path:
-    """meta_curve.png: the population's fitness (final return of its inner runs) per generation."""
+def plot_meta_curve(path: Path, curve: list[dict], name: str, fitness: str = "final return") -> Path:
+    """meta_curve.png: the population's fitness (`fitness` says which return of its inner runs) per generation."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     x = [row["generation"] for row in curve]
@@ -331,7 +331,7 @@ def plot_meta_curve(path: Path, curve: list[dict], name: str) -> Path:
         ax.plot(x, [row[key] for row in curve], style, lw=1.5 if key == "mean" else 1.0, label=key)
     ax.fill_between(x, [row["worst"] for row in curve], [row["best"] for row in curve], alpha=0.15)
     ax.set_xlabel("generation")
-    ax.set_ylabel("fitness (final return)")
+    ax.set_ylabel(f"fitness ({fitness})")
     ax.set_title(f"{name}: fitness of the population", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

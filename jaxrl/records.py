@@ -24,6 +24,7 @@ import platform
 import socket
 import subprocess
 import sys
+import warnings
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -458,6 +459,16 @@ def last_episodes_returns(metrics: dict[str, np.ndarray], episodes: int = 20) ->
     rows = [np.searchsorted(np.cumsum(c), episodes) + 1 for c in count]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.array([t[:n].sum() / c[:n].sum() for c, t, n in zip(count, total, rows)])
+
+
+def curve_mean_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
+    """Per run: the mean over its updates of each update's mean episode return (the area under its learning
+    curve over its length; updates that finished no episode left out); NaN when it diverged or finished none."""
+    per_update = mean_returns(metrics)
+    diverged = np.isnan(metrics["episodes"]).any(1)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a run without any finished episode: NaN, said above
+        return np.where(diverged, np.nan, np.nanmean(per_update, 1))
 
 
 def final_returns(metrics: dict[str, np.ndarray], fraction: float = 0.05) -> np.ndarray:

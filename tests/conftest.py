@@ -3,6 +3,7 @@ import os
 # Tests run on the CPU with a private compilation cache, so they neither touch
 # nor depend on the user's cache.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# One cache per pytest-xdist worker: parallel workers never write one cache at once.
-os.environ.setdefault("JAXRL_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax",
-                                                      os.environ.get("PYTEST_XDIST_WORKER", "main")))
+# One cache for the whole suite: the pytest-xdist workers and the `jaxrl` subprocesses of the tests share it, so
+# a program compiles once per suite wherever it is first needed. JAX writes an entry once; an entry read while
+# another process still writes it fails to load with a warning, and is compiled again.
+os.environ.setdefault("JAXRL_CACHE_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_cache", "jax"))

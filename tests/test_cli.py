@@ -1,10 +1,14 @@
-"""The `jaxrl` command as a user runs it: real subprocesses, real run directories."""
+"""The `jaxrl` command as a user runs it: real subprocesses, real run directories. Errors raised before anything
+compiles are checked through `cli.main` in this process (the same code, without ~3 s of interpreter start and
+imports each), and once through a real subprocess."""
 
 import json
 import subprocess
 import sys
 
 import pytest
+
+from jaxrl import cli
 
 
 def jaxrl(*args, cwd=None):
@@ -64,27 +68,34 @@ def test_rerun_from_config_yaml_and_refuse_to_overwrite(trained_run, tmp_path):
     (["eval", "/nonexistent/run"], "does not exist"),
     (["envs", "no-such-env-anywhere"], "no environment id contains"),
 ])
-def test_bad_input_gives_one_line_error(args, message):
-    result = jaxrl(*args)
-    assert result.returncode == 2
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_bad_input_gives_one_line_error(args, message, capsys):
+    assert cli.main(args) == 2
+    stderr = capsys.readouterr().err
+    assert message in stderr
+    assert "Traceback" not in stderr
+    assert len(stderr.strip().splitlines()) == 1
 
 
-def test_malformed_yaml_and_corrupted_run_dir(tmp_path):
+def test_the_command_exits_2_with_one_line_on_bad_input():
+    result = jaxrl("train", "--env", "gymnax:CartPol-v1")
+    assert result.returncode == 2 and "closest: gymnax:CartPole-v1" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_malformed_yaml_and_corrupted_run_dir(tmp_path, capsys):
+    def error(*args) -> str:
+        assert cli.main(list(args)) == 2
+        return capsys.readouterr().err
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: [1, 2\n")
-    result = jaxrl("train", "--config", str(bad))
-    assert result.returncode == 2 and "is not valid YAML" in result.stderr
+    assert "is not valid YAML" in error("train", "--config", str(bad))
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("algo: ppo\nenv: gymnax:CartPole-v1\n")
-    result = jaxrl("eval", str(run))
-    assert result.returncode == 2 and "no checkpoint found" in result.stderr
+    assert "no checkpoint found" in error("eval", str(run))
     (run / "config.yaml").write_text("algo: ppo\nlr: [\n")
-    result = jaxrl("eval", str(run))
-    assert result.returncode == 2 and "not valid YAML" in result.stderr
+    assert "not valid YAML" in error("eval", str(run))
 
 
 def test_envs_and_algos_listings():

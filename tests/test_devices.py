@@ -16,14 +16,18 @@ from jaxrl.errors import JaxrlError
 LOSSES = ("policy_loss", "value_loss", "entropy", "grad_norm", "approx_kl")
 
 
-def forced_devices(n: int) -> dict:
-    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAXRL_COMPILE_CACHE": "0"}
+def forced_devices(n: int, cache: bool = False) -> dict:
+    """A subprocess's environment with n CPU devices; with `cache`, the suite's compilation cache (the resume
+    loads the program its run compiled)."""
+    return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}",
+            "JAXRL_COMPILE_CACHE": "1" if cache else "0"}
 
 
 FOUR_DEVICES = r"""
 import dataclasses, json, sys
 from jaxrl import api, devices, loop
 from jaxrl.algos import ppo
+from jaxrl.cache import enable_compilation_cache
 from jaxrl.config import hparams
 from jaxrl.session import run_keys
 
@@ -33,6 +37,7 @@ def first_updates(config, n):
     _, metrics, _, _ = loop.run(program, run_keys(config.seed, config.num_seeds)[1], hparams(config), layout=layout)
     return layout.mode, {k: metrics[k][:, 0].tolist() for k in %(losses)r}
 
+enable_compilation_cache()  # the suite's: `jaxrl resume` below loads what this run compiled
 one = api.resolve_config("ppo", overrides=dict(total_timesteps=2 * 512, updates_per_chunk=2))
 out = {"single run": [first_updates(one, 1), first_updates(one, 4)]}
 four = dataclasses.replace(one, num_seeds=4)
@@ -49,7 +54,7 @@ print(json.dumps(out))
 def test_four_cpu_devices_match_one_device_and_resume_exactly(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-c", FOUR_DEVICES, str(run)], capture_output=True, text=True,
-                          env=forced_devices(4), timeout=380)
+                          env=forced_devices(4, cache=True), timeout=380)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     for name, expected_mode in (("single run", "envs"), ("four seeds", "runs")):
@@ -65,7 +70,7 @@ def test_four_cpu_devices_match_one_device_and_resume_exactly(tmp_path):
     (run / "metadata.json").write_text(json.dumps(meta))
     proc = subprocess.run([sys.executable, "-m", "jaxrl.cli", "resume", str(run), "--from-checkpoint", "2",
                            "--no-progress", "--eval-episodes", "0"], capture_output=True, text=True,
-                          env=forced_devices(4), timeout=200)
+                          env=forced_devices(4, cache=True), timeout=200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     strip = lambda text: [{k: v for k, v in row.items() if k not in records.TIMING_COLUMNS}
                           for row in csv.DictReader(text.splitlines())]
@@ -78,6 +83,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # ~55 s on 2 cores, cold: the four-device test above keeps multi-device layouts in the default run
 @pytest.mark.timeout(300)
 def test_two_processes_of_two_devices_match_one_device(tmp_path):
     run, port = tmp_path / "run", free_port()

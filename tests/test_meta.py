@@ -59,6 +59,16 @@ def test_a_members_fitness_is_the_mean_over_its_runs():
     np.testing.assert_array_equal(meta.fitness_of(metrics, 4), [20, 30, 40, np.nan])
 
 
+def test_auc_fitness_is_the_mean_of_the_learning_curve_and_a_diverged_run_has_none():
+    # [run, update]: run 0 returns u in update u (one episode), run 1 two episodes of 10 in every update but the
+    # first (none finished there), run 2 diverged at update 5 (NaN metrics after), run 3 finished no episode
+    episodes = np.array([[1.0] * 10, [0] + [2] * 9, [1] * 5 + [np.nan] * 5, [0] * 10])
+    totals = np.array([np.arange(10.0), [0] + [20] * 9, [1] * 5 + [np.nan] * 5, [0] * 10])
+    metrics = {"episodes": episodes, "episode_return_sum": totals}
+    np.testing.assert_array_equal(meta.fitness_of(metrics, 4, "auc"), [4.5, 10, np.nan, np.nan])
+    np.testing.assert_array_equal(meta.fitness_of(metrics, 4, "final"), [9, 10, np.nan, np.nan])
+
+
 @pytest.mark.slow  # two more runs of the program: 5-10 s on 2 cores with its compilation cached, over the budget
 @pytest.mark.timeout(300)
 def test_resume_continues_from_the_last_finished_generation_bitwise(whole, tmp_path):
@@ -91,6 +101,7 @@ def test_resume_continues_from_the_last_finished_generation_bitwise(whole, tmp_p
     ({"sigma": 0}, "sigma=0 must be a finite number > 0"),
     ({"shared_seeds": "none"}, "shared_seeds='none' must be one of population, pairs"),
     ({"seeds_per_member": 0}, "seeds_per_member=0 must be an integer >= 1"),
+    ({"fitness": "best"}, "fitness='best' must be one of final, auc"),
     ({"speed": 1}, "unknown key\\(s\\) 'speed'"),
     ({"base": {"objective": "clip"}}, "evolves a learned objective.*objective to lpo or ta_lpo"),
     ({"base": {"objective": "lpo", "num_envs": 0}}, "meta spec base: num_envs=0: must be >= 1"),

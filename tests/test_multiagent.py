@@ -99,6 +99,7 @@ def test_mappo_runs_on_mpe_with_a_world_state_critic():
     assert np.isfinite(result.metrics["value_loss"]).all() and result.summary["eval"]["episodes"] == 2
 
 
+@pytest.mark.slow  # ~35 s cold; the shared recurrent rollout's exact replay stays in tests/test_recurrent.py (PPO)
 def test_recurrent_ippo_replays_its_rollout_exactly_and_evaluates():
     """PPO on GRU policies replays each rollout from its first hidden state with the resets at
     episode starts; a minibatch taken before any update then has the rollout's own log-probs

@@ -93,10 +93,11 @@ def last_update(run_dir: Path) -> int:
     return int(lines[-1].split(",", 2)[1]) if len(lines) > 1 else 0  # columns: seed, update, ...
 
 
-def test_killed_at_three_random_points_and_resumed_is_bitwise_the_uninterrupted_run(uninterrupted, tmp_path):
+def test_killed_at_two_random_points_and_resumed_is_bitwise_the_uninterrupted_run(uninterrupted, tmp_path):
     run = tmp_path / "killed"
-    # Three kill points, anywhere after the first checkpoint (update 50): mid-chunk, mid-checkpoint-write, ...
-    points = sorted(np.random.default_rng().choice(np.arange(60, 590), 3, replace=False).tolist())
+    # Two kill points, anywhere after the first checkpoint (update 50): mid-chunk, mid-checkpoint-write, ...; the
+    # second kills a resumed run. New points every run of the suite.
+    points = sorted(np.random.default_rng().choice(np.arange(60, 590), 2, replace=False).tolist())
     command = ["train", "--out", str(run), *ARGS]
     for point in points:
         proc = subprocess.Popen([sys.executable, "-m", "jaxrl.cli", *command], stdout=subprocess.PIPE,
@@ -114,7 +115,7 @@ def test_killed_at_three_random_points_and_resumed_is_bitwise_the_uninterrupted_
     assert result.returncode == 0, result.stderr
     assert_same_run(uninterrupted, run), f"killed at updates {points}"
     meta = json.loads((run / "metadata.json").read_text())
-    assert meta["status"] == "finished" and len(meta["resumes"]) == 3
+    assert meta["status"] == "finished" and len(meta["resumes"]) == 2
 
 
 def test_sigterm_checkpoints_marks_preempted_and_resumes_exactly(uninterrupted, tmp_path, capsys):
@@ -142,36 +143,34 @@ def test_sigterm_checkpoints_marks_preempted_and_resumes_exactly(uninterrupted, 
 
 
 def test_resume_refuses_bad_input_and_overwrites_nothing(uninterrupted, tmp_path, capsys):
-    result = jaxrl("resume", str(uninterrupted))
-    assert result.returncode == 2 and "has finished; nothing to resume" in result.stderr
-    result = jaxrl("resume", str(tmp_path))
-    assert result.returncode == 2 and "is not a run directory: it has no config.yaml" in result.stderr
+    def resume(*args) -> str:  # in this process: these errors are raised before anything compiles
+        assert cli.main(["resume", *args]) == 2
+        return capsys.readouterr().err
+
+    assert "has finished; nothing to resume" in resume(str(uninterrupted))
+    assert "is not a run directory: it has no config.yaml" in resume(str(tmp_path))
     # A run stopped part-way whose config.yaml was then edited in a static field.
     run = tmp_path / "edited"
     start_and_stop(run, signal.SIGKILL)
     config = (run / "config.yaml").read_text()
     (run / "config.yaml").write_text(config.replace("num_envs: 8", "num_envs: 16"))
-    result = jaxrl("resume", str(run))
-    assert result.returncode == 2
-    assert "config.yaml differs from the config checkpoint" in result.stderr and "num_envs: 8 -> 16" in result.stderr
+    err = resume(str(run))
+    assert "config.yaml differs from the config checkpoint" in err and "num_envs: 8 -> 16" in err
     (run / "config.yaml").write_text(config)
-    result = jaxrl("resume", str(run), "--set", "num_steps=32")
-    assert result.returncode == 2 and "num_steps cannot change on resume" in result.stderr
+    assert "num_steps cannot change on resume" in resume(str(run), "--set", "num_steps=32")
     # A damaged latest checkpoint is named; an earlier one can be chosen.
     steps = complete_steps(run)
     latest = run / "checkpoints" / str(steps[-1])
     for f in (latest / "run").rglob("*"):
         if f.is_file() and f.stat().st_size > 100:
             f.write_bytes(b"\0" * f.stat().st_size)
-    result = jaxrl("resume", str(run), "--no-progress", "--eval-episodes", "0")
-    assert result.returncode == 2 and f"checkpoint {str(latest)!r} could not be read" in result.stderr
+    assert f"checkpoint {str(latest)!r} could not be read" in resume(str(run), "--no-progress", "--eval-episodes", "0")
     assert (run / "metadata.json").is_file() and json.loads((run / "metadata.json").read_text())["status"] != "finished"
     # A garbled metadata.json is named; the failed resume leaves the directory unlocked.
     (run / "metadata.json").write_text('{"status": "runn')
-    assert cli.main(["resume", str(run)]) == 2
-    assert capsys.readouterr().err == f"jaxrl resume: error: {str(run / 'metadata.json')!r} is damaged (not valid " \
-                                      f"JSON: Unterminated string starting at: line 1 column 12 (char 11)); " \
-                                      f"restore it from a copy\n"
+    assert resume(str(run)) == f"jaxrl resume: error: {str(run / 'metadata.json')!r} is damaged (not valid " \
+                               f"JSON: Unterminated string starting at: line 1 column 12 (char 11)); " \
+                               f"restore it from a copy\n"
     records.RunLock(run).release()
 
 
