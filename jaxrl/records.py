@@ -466,7 +466,7 @@ def curve_mean_returns(metrics: dict[str, np.ndarray]) -> np.ndarray:
     curve over its length; updates that finished no episode left out); NaN when it diverged or finished none."""
     per_update = mean_returns(metrics)
     diverged = np.isnan(metrics["episodes"]).any(1)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a run without any finished episode: NaN, said above
         return np.where(diverged, np.nan, np.nanmean(per_update, 1))
 

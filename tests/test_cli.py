@@ -11,6 +11,12 @@ import pytest
 from jaxrl import cli
 
 
+def error_of(capsys, *args) -> str:
+    """stderr of `jaxrl ARGS` run through `cli.main` in this process, which must exit with 2."""
+    assert cli.main(list(args)) == 2
+    return capsys.readouterr().err
+
+
 def jaxrl(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "jaxrl.cli", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=600)
@@ -69,8 +75,7 @@ def test_rerun_from_config_yaml_and_refuse_to_overwrite(trained_run, tmp_path):
     (["envs", "no-such-env-anywhere"], "no environment id contains"),
 ])
 def test_bad_input_gives_one_line_error(args, message, capsys):
-    assert cli.main(args) == 2
-    stderr = capsys.readouterr().err
+    stderr = error_of(capsys, *args)
     assert message in stderr
     assert "Traceback" not in stderr
     assert len(stderr.strip().splitlines()) == 1
@@ -83,19 +88,15 @@ def test_the_command_exits_2_with_one_line_on_bad_input():
 
 
 def test_malformed_yaml_and_corrupted_run_dir(tmp_path, capsys):
-    def error(*args) -> str:
-        assert cli.main(list(args)) == 2
-        return capsys.readouterr().err
-
     bad = tmp_path / "bad.yaml"
     bad.write_text("lr: [1, 2\n")
-    assert "is not valid YAML" in error("train", "--config", str(bad))
+    assert "is not valid YAML" in error_of(capsys, "train", "--config", str(bad))
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("algo: ppo\nenv: gymnax:CartPole-v1\n")
-    assert "no checkpoint found" in error("eval", str(run))
+    assert "no checkpoint found" in error_of(capsys, "eval", str(run))
     (run / "config.yaml").write_text("algo: ppo\nlr: [\n")
-    assert "not valid YAML" in error("eval", str(run))
+    assert "not valid YAML" in error_of(capsys, "eval", str(run))
 
 
 def test_envs_and_algos_listings():
