@@ -14,6 +14,32 @@ EVAL_EPISODES_HELP = ("deterministic evaluation after training: episodes per see
                       "per seat per seed against each scripted player (default 100); 0 = none")
 
 
+# The batch drivers, many runs from one YAML source into one directory: name -> (source argument, its help,
+# default directory, one-line help, description).
+BATCH_COMMANDS = {
+    "sweep": ("spec", "sweep spec (YAML)", "sweeps/sweep-<name>-<time>",
+              "train many configs x seeds in one compiled program per group",
+              "Run a hyperparameter sweep from a YAML spec (see README, Sweeps): points are grouped by static fields, "
+              "each group compiled once and its runs vmapped. Writes a sweep directory with runs.csv, ranking.csv, "
+              "best.yaml and plots."),
+    "pbt": ("spec", "PBT spec (YAML)", "sweeps/pbt-<name>-<time>", "population-based training in one compiled program",
+            "Population-based training (Jaderberg et al. 2017) from a YAML spec with a `pbt:` section: every `ready` "
+            "updates the bottom fraction copies the state of the top fraction and perturbs its hyperparameters, all "
+            "on the device."),
+    "bench": ("suite", "a shipped suite (classic, minatar, brax-small, mpe) or a suite YAML file",
+              "benches/bench-<name>-<time>", "run a benchmark suite: algorithms x envs x seeds, one program per group",
+              "Run a benchmark suite (see README, Benchmark suites): each (algorithm config, env) is one compiled "
+              "program with its seeds vmapped and one run directory; scores.csv holds every run's final and "
+              "normalised score, summary.json the aggregates (IQM, mean, median, optimality gap, 95% CIs)."),
+    "meta": ("spec", "meta spec (YAML)", "sweeps/meta-<name>-<time>",
+             "meta-learn a policy objective by evolution strategies over whole runs",
+             "Evolve a learned PPO objective (LPO / TA-LPO drift) with OpenAI-ES from a YAML spec (see README, Learned "
+             "objectives): each generation trains the whole population of inner runs in one compiled program. "
+             "Writes the meta curve, the best and mean learned drift (usable as --set objective=PATH) and a drift "
+             "plot; `jaxrl resume DIR` continues from the last finished generation."),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxrl", description="Reinforcement learning where the whole training run is one compiled JAX program.")
@@ -91,39 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_import_arg(ev)
 
-    sweep = _add_batch_command(
-        sub, "sweep", "spec", "sweep spec (YAML)", "sweeps/sweep-<name>-<time>",
-        help="train many configs x seeds in one compiled program per group",
-        description="Run a hyperparameter sweep from a YAML spec (see README, Sweeps): points are grouped by static "
-                    "fields, each group compiled once and its runs vmapped. Writes a sweep directory with runs.csv, "
-                    "ranking.csv, best.yaml and plots.")
-    sweep.add_argument("--allow-many-compiles", action="store_true",
-                       help="run even when the static fields need more than max_compiles compilations")
-    sweep.add_argument("--top", type=int, default=10, help="points shown at the top of the printed ranking")
-
-    pbt = _add_batch_command(
-        sub, "pbt", "spec", "PBT spec (YAML)", "sweeps/pbt-<name>-<time>",
-        help="population-based training in one compiled program",
-        description="Population-based training (Jaderberg et al. 2017) from a YAML spec with a `pbt:` section: every "
-                    "`ready` updates the bottom fraction copies the state of the top fraction and perturbs its "
-                    "hyperparameters, all on the device.")
-    _add_checkpoint_arg(pbt)
-
-    _add_batch_command(
-        sub, "bench", "suite", "a shipped suite (classic, minatar, brax-small, mpe) or a suite YAML file",
-        "benches/bench-<name>-<time>", help="run a benchmark suite: algorithms x envs x seeds, one program per group",
-        description="Run a benchmark suite (see README, Benchmark suites): each (algorithm config, env) is one "
-                    "compiled program with its seeds vmapped and one run directory; scores.csv holds every run's "
-                    "final and normalised score, summary.json the aggregates (IQM, mean, median, optimality gap, "
-                    "95% CIs).")
-    _add_batch_command(
-        sub, "meta", "spec", "meta spec (YAML)", "sweeps/meta-<name>-<time>",
-        help="meta-learn a policy objective by evolution strategies over whole runs",
-        description="Evolve a learned PPO objective (LPO / TA-LPO drift) with OpenAI-ES from a YAML spec (see README, "
-                    "Learned objectives): each generation trains the whole population of inner runs in one compiled "
-                    "program. Writes the meta curve, the best and mean learned drift (usable as --set "
-                    "objective=PATH) and a drift plot; `jaxrl resume DIR` continues from the last finished "
-                    "generation.")
+    batch = {name: _add_batch_command(sub, name, *texts) for name, texts in BATCH_COMMANDS.items()}
+    batch["sweep"].add_argument("--allow-many-compiles", action="store_true",
+                                help="run even when the static fields need more than max_compiles compilations")
+    batch["sweep"].add_argument("--top", type=int, default=10, help="points shown at the top of the printed ranking")
+    _add_checkpoint_arg(batch["pbt"])
     report = sub.add_parser("report", help="compare runs, sweeps and benchmarks in a Markdown report with plots",
                             description="Write report.md (per-env scores, aggregate IQM/mean/median/optimality "
                                         "gap, probability of improvement, all with stratified bootstrap 95% CIs; "
@@ -178,10 +176,10 @@ def _add_checkpoint_arg(parser: argparse.ArgumentParser) -> None:
                              "5m, 1h (default 5m; always at the end and when stopped)")
 
 
-def _add_batch_command(sub, name: str, source: str, source_help: str, default_out: str,
-                       **texts) -> argparse.ArgumentParser:
-    """The subcommand of a batch driver: many runs from one YAML `source` (spec or suite) into one directory."""
-    parser = sub.add_parser(name, **texts)
+def _add_batch_command(sub, name: str, source: str, source_help: str, default_out: str, summary: str,
+                       description: str) -> argparse.ArgumentParser:
+    """The subcommand of a batch driver (`BATCH_COMMANDS`): many runs from one YAML `source` into one directory."""
+    parser = sub.add_parser(name, help=summary, description=description)
     parser.add_argument(source, help=source_help)
     parser.add_argument("--out", help=f"directory to create (default {default_out})")
     _add_run_args(parser)
