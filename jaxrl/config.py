@@ -34,6 +34,26 @@ def _field(kind: str, default, doc: str, *, low=None, high=None, low_open=False,
     return dataclasses.field(default=default, metadata=meta)
 
 
+class SharedFields:
+    """Base of the config classes whose fields several algorithms mix in. A subclass gives such a field its own
+    default with a plain value, `num_envs: int = 16`: the field keeps the help and limits it was declared with."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in vars(cls).get("__annotations__", {}):
+            value = vars(cls).get(name, dataclasses.MISSING)
+            if isinstance(value, dataclasses.Field):
+                continue
+            declared = next((b.__dataclass_fields__[name] for b in cls.__mro__[1:]
+                             if name in getattr(b, "__dataclass_fields__", {})), None)
+            if declared is None or value is dataclasses.MISSING:
+                raise TypeError(f"{cls.__qualname__}.{name}: declare a new config field with static(), dynamic() or "
+                                f"run(); a plain value only gives an inherited field another default")
+            meta = declared.metadata
+            setattr(cls, name, _field(meta["kind"], value, meta["doc"], low=meta["low"], high=meta["high"],
+                                      low_open=meta["low_open"], choices=meta["choices"]))
+
+
 def static(default, doc, **limits):
     return _field("static", default, doc, **limits)
 

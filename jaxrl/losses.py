@@ -10,19 +10,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.config import ConfigError, dynamic, static
+from jaxrl.config import ConfigError, SharedFields, dynamic, static
 from jaxrl.networks import ACTIVATIONS
 
 
 @dataclass(frozen=True)
 class PPOStructure:
     """The static fields shared by every PPO config (after the algorithm's own): the learning schedule and the
-    actor-critic network (`conv_kernel` shapes the config's `conv_channels`)."""
+    actor-critic network."""
 
     update_epochs: int = static(4, "passes over each rollout", low=1)
     hidden_sizes: tuple[int, ...] = static((64, 64), "hidden layer widths of actor and critic", low=1)
     activation: str = static("tanh", "hidden activation", choices=tuple(ACTIVATIONS))
-    conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
     clip_value: bool = static(True, "clip the value loss around the old prediction (uses clip_eps; scalar "
                                     "value_head only)")
@@ -30,7 +29,7 @@ class PPOStructure:
 
 
 @dataclass(frozen=True)
-class PPOHyperparameters:
+class PPOHyperparameters(SharedFields):
     """The dynamic fields GAE, the PPO loss and its optimiser read (`hp` below), shared by every PPO config."""
 
     lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)

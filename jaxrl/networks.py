@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.config import ConfigError, static
+from jaxrl.config import ConfigError, SharedFields, static
 
 ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
 
@@ -266,6 +266,15 @@ class ActorCritic(nn.Module):
 
 
 MEMORIES = ("gru", "s5")
+
+
+@dataclass(frozen=True)
+class ConvTorso(SharedFields):
+    """The static fields of an optional convolutional torso on image observations (PPO, IPPO/MAPPO, DQN, PQN)."""
+
+    conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to image "
+                                                "observations [H, W, C] (empty: none)", low=1)
+    conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
 
 
 @dataclass(frozen=True)

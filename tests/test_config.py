@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import pytest
 
@@ -75,3 +77,25 @@ def test_runs_recorded_before_a_field_was_added_or_renamed_still_load(tmp_path):
     program = ppo.make_program(ppo.Config(total_timesteps=512))
     state = jax.eval_shape(program.init, jax.random.PRNGKey(0), hparams(ppo.Config()))
     assert type(state) is RolloutState and not hasattr(state, "memory")
+
+
+def test_a_config_redefaults_a_shared_field_keeping_its_help_and_limits():
+    from jaxrl.algos import dqn, ippo
+    from jaxrl.algos.base import RolloutSchedule
+    from jaxrl.config import SeedFields, static
+
+    shared = {f.name: f for f in dataclasses.fields(RolloutSchedule)}["num_envs"]
+    for cls, default in ((ppo.Config, 8), (ippo.Config, 16), (dqn.Config, 10)):
+        field = {f.name: f for f in dataclasses.fields(cls)}["num_envs"]
+        assert field.default == default and field.metadata == shared.metadata
+    with pytest.raises(ConfigError, match="num_envs=0: must be >= 1"):
+        ippo.Config(num_envs=0)
+    with pytest.raises(TypeError, match="declare a new config field with static"):
+        @dataclasses.dataclass(frozen=True)
+        class Bad(RolloutSchedule, SeedFields):  # a plain value for a field no base declares
+            num_envz: int = 4
+    @dataclasses.dataclass(frozen=True)
+    class Good(RolloutSchedule, SeedFields):
+        rollout_note: str = static("", "a new field, declared in full")
+        num_steps: int = 32
+    assert Good().num_steps == 32 and Good().num_envs == 8

@@ -23,15 +23,8 @@ def gae_reference(rewards, values, next_values, terminated, truncated, gamma, la
 
 
 @pytest.mark.parametrize("gamma,lam", [(0.99, 0.95), (0.9, 1.0), (0.5, 0.0)])
-def test_gae_matches_numpy_reference_with_terminations_and_truncations(gamma, lam):
-    rng = np.random.default_rng(0)
-    T, N = 37, 5
-    rewards = rng.normal(size=(T, N))
-    values = rng.normal(size=(T, N))
-    next_values = rng.normal(size=(T, N))
-    terminated = rng.random((T, N)) < 0.1
-    truncated = (rng.random((T, N)) < 0.1) & ~terminated
-    assert terminated.any() and truncated.any()
+def test_gae_matches_numpy_reference_with_terminations_and_truncations(gamma, lam, random_episodes):
+    rewards, values, next_values, terminated, truncated = random_episodes.values()
     adv, targets = gae(jnp.asarray(rewards), jnp.asarray(values), jnp.asarray(next_values),
                        jnp.asarray(terminated), jnp.asarray(terminated | truncated), gamma, lam)
     ref_adv, ref_targets = gae_reference(rewards, values, next_values, terminated, truncated, gamma, lam)

@@ -34,14 +34,8 @@ def q_lambda_reference(rewards, next_values, terminated, truncated, gamma, lam):
 
 
 @pytest.mark.parametrize("gamma,lam", [(0.99, 0.95), (0.9, 1.0), (0.5, 0.0)])
-def test_q_lambda_returns_match_numpy_reference_with_terminations_and_truncations(gamma, lam):
-    rng = np.random.default_rng(0)
-    T, N = 37, 5
-    rewards = rng.normal(size=(T, N))
-    next_values = rng.normal(size=(T, N))
-    terminated = rng.random((T, N)) < 0.1
-    truncated = (rng.random((T, N)) < 0.1) & ~terminated
-    assert terminated.any() and truncated.any()
+def test_q_lambda_returns_match_numpy_reference_with_terminations_and_truncations(gamma, lam, random_episodes):
+    rewards, _, next_values, terminated, truncated = random_episodes.values()
     returns = lambda_returns(jnp.asarray(rewards), jnp.asarray(next_values), jnp.asarray(terminated),
                              jnp.asarray(terminated | truncated), gamma, lam)
     ref = q_lambda_reference(rewards, next_values, terminated, truncated, gamma, lam)

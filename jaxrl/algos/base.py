@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import jax
 from flax import struct
 
-from jaxrl.config import hparams, static
+from jaxrl.config import SharedFields, hparams, static
 from jaxrl.errors import JaxrlError
 
 # Every update's metrics carry these episode statistics (sums over the episodes finished in the update),
@@ -37,10 +37,12 @@ class EnvFamilyConfig:
 
 
 @dataclass(frozen=True)
-class RolloutSchedule:
+class RolloutSchedule(SharedFields):
     """Mixed into the Configs whose update steps each of `num_envs` envs `num_steps` times: the run's updates
     (of `total_timesteps` env steps) and how many of them a compiled chunk holds (`Program.updates_per_chunk`)."""
 
+    num_envs: int = static(8, "parallel environments per seed", low=1)
+    num_steps: int = static(64, "rollout length per environment and update", low=1)
     updates_per_chunk: int = static(0, "updates per compiled chunk between host callbacks (0: chunks of about a "
                                        "second)", low=0)
 

@@ -33,22 +33,18 @@ from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run
 from jaxrl.devices import vec_env_axes
 from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon
 from jaxrl.losses import ValueHead, ValueHeadConfig
-from jaxrl.networks import ACTIVATIONS, INITS, QNetwork
+from jaxrl.networks import ACTIVATIONS, INITS, ConvTorso, QNetwork
 from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import collect_rollout, episode_metrics
 
 
 @dataclass(frozen=True)
-class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, ReplaySchedule, EnvFamilyConfig, SeedFields):
-    # static: shapes and program structure
+class Config(ReplaySchedule, ValueHeadConfig, EpsilonGreedyHyperparameters, ConvTorso, EnvFamilyConfig, SeedFields):
+    # static: shapes and program structure (num_steps, gradient_steps, buffer_size: ReplaySchedule's defaults)
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`); discrete actions")
-    num_envs: int = static(10, "parallel environments per seed", low=1)
-    num_steps: int = static(1, "steps of every env per update (vectorised), before its gradient steps", low=1)
-    gradient_steps: int = static(1, "gradient steps per update, once learning has started", low=1)
-    buffer_size: int = static(10_000, "replay capacity in transitions per seed; a multiple of num_envs", low=1)
-    batch_size: int = static(128, "replayed transitions per gradient step", low=1)
-    learning_starts: int = static(10_000, "env steps per seed (all envs) collected before the first gradient "
-                                          "step", low=0)
+    num_envs: int = 10
+    batch_size: int = 128
+    learning_starts: int = 10_000
     target_update_interval: int = static(500, "env steps per seed (all envs) between target network updates; a "
                                               "multiple of num_envs*num_steps", low=1)
     double_q: bool = static(False, "double Q-learning: the online network picks the bootstrap action, the target "
@@ -62,9 +58,6 @@ class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, ReplaySchedule, EnvF
     activation: str = static("relu", "hidden activation", choices=tuple(ACTIVATIONS))
     weight_init: str = static("lecun", "weight initialisation: lecun (flax's default, as PureJaxRL's DQN) or "
                                        "orthogonal (as PPO)", choices=INITS)
-    conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to image "
-                                                "observations [H, W, C] (empty: none)", low=1)
-    conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
     # dynamic: traced numbers, may differ per run inside one program
     lr: float = dynamic(2.5e-4, "Adam learning rate", low=0.0, low_open=True)
     gamma: float = dynamic(0.99, "discount", low=0.0, high=1.0)

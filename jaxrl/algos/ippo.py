@@ -31,19 +31,19 @@ from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, RolloutSchedul
 from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run, static, validate_fields
 from jaxrl.league import selfplay
 from jaxrl.losses import PPOHyperparameters, PPOStructure, ValueHeadConfig, gae, ppo_loss
-from jaxrl.networks import (ActorCritic, RecurrentActorCritic, RecurrentConfig, check_conv,
+from jaxrl.networks import (ActorCritic, ConvTorso, RecurrentActorCritic, RecurrentConfig, check_conv,
                             replay_sequence, zero_memory)
 from jaxrl.optim import gradient_step, make_optimizer
 from jaxrl.rollout import RecurrentPolicy, collect_rollout, episode_starts, sequence_minibatches
 
 
 @dataclass(frozen=True)
-class Config(PPOStructure, PPOHyperparameters, ValueHeadConfig, RecurrentConfig, RolloutSchedule, EnvFamilyConfig,
-             SeedFields):
+class Config(RolloutSchedule, PPOStructure, PPOHyperparameters, ValueHeadConfig, RecurrentConfig, ConvTorso,
+             EnvFamilyConfig, SeedFields):
     # static: shapes and program structure. Defaults: JaxMARL's IPPO baseline on MPE.
     env: str = static("jaxmarl:MPE_simple_spread_v3", "multi-agent environment id (see `jaxrl envs`)")
-    num_envs: int = static(16, "parallel environments per seed", low=1)
-    num_steps: int = static(128, "rollout length per environment and update", low=1)
+    num_envs: int = 16
+    num_steps: int = 128
     num_minibatches: int = static(4, "minibatches per epoch; must divide (num_envs/policies)*num_agents*num_steps",
                                   low=1)
     conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to each "

@@ -38,14 +38,20 @@ def logged_every(num_updates: int, updates_per_chunk: int) -> int:
     return max(d for d in range(1, min(most, updates_per_chunk) + 1) if updates_per_chunk % d == 0)
 
 
+@dataclass(frozen=True)
 class ReplaySchedule(RolloutSchedule):
-    """What follows from the replay fields of a config (num_envs, num_steps, buffer_size, batch_size,
-    learning_starts, total_timesteps, updates_per_chunk) for DQN, SAC and TD3: the update counts, the logging
-    cadence and the checks made before compiling."""
+    """The replay fields of DQN, SAC and TD3 (defaults: Rejax's SAC on Pendulum-v1), and what follows from them
+    with num_envs, total_timesteps and updates_per_chunk: the update counts, the logging cadence and the checks
+    made before compiling."""
 
-    @property
-    def log_every(self) -> int:
-        return logged_every(self.num_updates, self.updates_per_chunk)
+    num_envs: int = 1
+    num_steps: int = static(1, "steps of every env per update (vectorised), before its gradient steps", low=1)
+    gradient_steps: int = static(1, "gradient steps per update of num_envs*num_steps env steps, once learning has "
+                                    "started (Rejax's num_epochs, Brax's grad_updates_per_step)", low=1)
+    buffer_size: int = static(10_000, "replay capacity in transitions per seed; a multiple of num_envs", low=1)
+    batch_size: int = static(256, "replayed transitions per gradient step", low=1)
+    learning_starts: int = static(256, "env steps per seed (all envs) collected before the first gradient step "
+                                       "(Rejax's fill_buffer, Brax's min_replay_size)", low=0)
 
     def check_replay(self) -> None:
         per_update = self.steps_per_update
@@ -64,21 +70,18 @@ class ReplaySchedule(RolloutSchedule):
             raise ConfigError(f"learning_starts={self.learning_starts} leaves no gradient step: the run collects "
                               f"{self.num_updates * per_update} env steps (total_timesteps={self.total_timesteps})")
 
+    @property
+    def log_every(self) -> int:
+        return logged_every(self.num_updates, self.updates_per_chunk)
+
 
 @dataclass(frozen=True)
 class OffPolicyConfig(ReplaySchedule, EnvFamilyConfig, SeedFields):
     """Fields of an off-policy actor-critic for continuous actions. The defaults are Rejax's SAC config for
     Pendulum-v1 (github.com/keraJLi/rejax, configs/gymnax/pendulum.yaml), with 2e4 env steps instead of 1e4."""
 
-    # static: shapes and program structure (each algorithm's config declares its `env` first)
-    num_envs: int = static(1, "parallel environments per seed", low=1)
-    num_steps: int = static(1, "steps of every env per update (vectorised), before its gradient steps", low=1)
-    gradient_steps: int = static(1, "gradient steps per update of num_envs*num_steps env steps, once learning has "
-                                    "started (Rejax's num_epochs, Brax's grad_updates_per_step)", low=1)
-    buffer_size: int = static(10_000, "replay capacity in transitions per seed; a multiple of num_envs", low=1)
-    batch_size: int = static(256, "replayed transitions per gradient step", low=1)
-    learning_starts: int = static(256, "env steps per seed (all envs) collected before the first gradient step "
-                                       "(Rejax's fill_buffer, Brax's min_replay_size)", low=0)
+    # static: shapes and program structure (each algorithm's config declares its `env` first; the replay
+    # fields are ReplaySchedule's)
     random_warmup: bool = static(False, "before learning starts, act uniformly at random in the action bounds "
                                         "(else with the initial policy)")
     target_update: str = static("gradient_step", "when the target networks move tau of the way to the online ones: "

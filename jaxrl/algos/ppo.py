@@ -20,11 +20,11 @@ from flax import struct
 
 from jaxrl import distributions, envs, loop
 from jaxrl.algos.base import Algorithm, EnvFamilyConfig, Program, RolloutSchedule, RolloutState, make_env
-from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run, static, validate_fields
+from jaxrl.config import ConfigError, SeedFields, check_run_fields, run, static, validate_fields
 from jaxrl.devices import vec_env_axes
 from jaxrl.losses import (OBJECTIVES, PPOHyperparameters, PPOStructure, ValueHeadConfig, drift_params, gae,
                           load_drift, ppo_loss)
-from jaxrl.networks import (ActorCritic, RecurrentActorCritic, RecurrentConfig, check_conv, flatten_obs,
+from jaxrl.networks import (ActorCritic, ConvTorso, RecurrentActorCritic, RecurrentConfig, check_conv, flatten_obs,
                             replay_sequence, zero_memory)
 from jaxrl.optim import make_optimizer, rollout_epochs
 from jaxrl.rollout import (RecurrentPolicy, collect_rollout, episode_metrics, episode_starts, minibatch_split,
@@ -32,23 +32,19 @@ from jaxrl.rollout import (RecurrentPolicy, collect_rollout, episode_metrics, ep
 
 
 @dataclass(frozen=True)
-class Config(PPOStructure, PPOHyperparameters, ValueHeadConfig, RecurrentConfig, RolloutSchedule, EnvFamilyConfig,
-             SeedFields):
-    # static: shapes and program structure
+class Config(RolloutSchedule, PPOStructure, PPOHyperparameters, ValueHeadConfig, RecurrentConfig, ConvTorso,
+             EnvFamilyConfig, SeedFields):
+    # static: shapes and program structure (num_envs, num_steps: RolloutSchedule's defaults)
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
-    num_envs: int = static(8, "parallel environments per seed", low=1)
-    num_steps: int = static(64, "rollout length per environment and update", low=1)
     num_minibatches: int = static(4, "minibatches per epoch; must divide num_envs*num_steps (recurrent: num_envs)",
                                   low=1)
-    conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to image "
-                                                "observations [H, W, C] (empty: none)", low=1)
     normalize_obs: bool = static(False, "standardise observations with running statistics")
     objective: str = static("clip", "policy objective: PPO's clipped surrogate (clip), a learned drift started at "
                                     "PPO's (lpo; ta_lpo also reads the fraction of the run done), or the path of a "
                                     "learned drift .npz (`jaxrl meta` writes them)")
     unroll: int = static(1, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
     # dynamic: traced numbers, may differ per run inside one program
-    lr: float = dynamic(1e-3, "Adam learning rate", low=0.0, low_open=True)  # PPOHyperparameters' field
+    lr: float = 1e-3  # PPOHyperparameters' field
     # run: host-side only
     total_timesteps: int = run(250_000, "env steps per seed", low=1)
 

@@ -25,26 +25,23 @@ from jaxrl.config import ConfigError, SeedFields, check_run_fields, dynamic, run
 from jaxrl.devices import vec_env_axes
 from jaxrl.distributions import EpsilonGreedyHyperparameters, epsilon
 from jaxrl.losses import ValueHeadConfig, lambda_returns
-from jaxrl.networks import ACTIVATIONS, QNetwork
+from jaxrl.networks import ACTIVATIONS, ConvTorso, QNetwork
 from jaxrl.optim import rollout_epochs
 from jaxrl.rollout import collect_rollout, episode_metrics, minibatch_split
 
 
 @dataclass(frozen=True)
-class Config(ValueHeadConfig, EpsilonGreedyHyperparameters, RolloutSchedule, EnvFamilyConfig, SeedFields):
-    # static: shapes and program structure (defaults: purejaxql's gymnax config, see PRESETS)
+class Config(RolloutSchedule, ValueHeadConfig, EpsilonGreedyHyperparameters, ConvTorso, EnvFamilyConfig, SeedFields):
+    # static: shapes and program structure (defaults: purejaxql's gymnax config, see PRESETS; num_steps:
+    # RolloutSchedule's)
     env: str = static("gymnax:CartPole-v1", "environment id (see `jaxrl envs`)")
-    num_envs: int = static(32, "parallel environments per seed", low=1)
-    num_steps: int = static(64, "rollout length per environment and update", low=1)
+    num_envs: int = 32
     update_epochs: int = static(4, "passes over each rollout", low=1)
     num_minibatches: int = static(16, "minibatches per epoch; must divide num_envs*num_steps", low=1)
     hidden_sizes: tuple[int, ...] = static((256, 256), "hidden layer widths of the Q-network", low=1)
     activation: str = static("relu", "hidden activation", choices=tuple(ACTIVATIONS))
     layer_norm: bool = static(True, "LayerNorm before every hidden activation (what lets PQN drop the target "
                                     "network)")
-    conv_channels: tuple[int, ...] = static((), "channels of VALID stride-1 convolutions applied first to image "
-                                                "observations [H, W, C] (empty: none)", low=1)
-    conv_kernel: int = static(3, "square kernel size of those convolutions", low=1)
     anneal_lr: bool = static(True, "decay the learning rate linearly to 0 over the run")
     unroll: int = static(1, "loop unrolling of the rollout scan (speed/compile-time trade-off)", low=1)
     # dynamic: traced numbers, may differ per run inside one program
