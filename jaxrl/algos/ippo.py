@@ -531,14 +531,13 @@ def evaluate(config: Config, policy: dict, episodes: int, seed: int = 0, opponen
         opponents = arena.scripted_players(env) | dict.fromkeys(fixed)
     seeds = jax.tree.leaves(policy["params"])[0].shape[0]
     params = [jax.tree.map(lambda x: x[s, 0], policy["params"]) for s in range(seeds)]
-    vs = {}
-    for name, opponent in opponents.items():
-        if opponent is None:
-            fixed_env = fixed[name]()
-            vs[name] = arena.fixed_match(fixed_env, make_actor(config, fixed_env, fixed_env.default_params), params,
-                                         episodes, seed)
-        else:
-            vs[name] = arena.match(env, act, params, opponent, episodes, seed, opening)
+    players = {name: opponent for name, opponent in opponents.items() if opponent is not None}
+    vs = arena.match(env, act, params, players, episodes, seed, opening) if players else {}
+    for name in (name for name, opponent in opponents.items() if opponent is None):
+        fixed_env = fixed[name]()
+        vs[name] = arena.fixed_match(fixed_env, make_actor(config, fixed_env, fixed_env.default_params), params,
+                                     episodes, seed)
+    vs = {name: vs[name] for name in opponents}  # in the order asked
     return {"games_per_side": episodes * seeds, "random_opening_moves": opening, "vs": vs}
 
 

@@ -91,6 +91,13 @@ def joint_action(player_a: Player, player_b: Player, mine, key_a, key_b, obs, ma
     return jnp.where(mine, act_a, act_b).astype(jnp.int32)
 
 
+def switch_player(players: list[Player], index) -> Player:
+    """`players[index]` for a traced `index`: the opponents of a match (or a league) share one compiled
+    program instead of one each. An unbatched index keeps it a conditional: only that player runs."""
+    branches = [lambda key, obs, mask, p=p: p(key, obs, mask).astype(jnp.int32) for p in players]
+    return lambda key, obs, mask: jax.lax.switch(index, branches, key, obs, mask)
+
+
 def params_player(act, params, stochastic: bool = False) -> Player:
     """A trained policy as a player: `act(params, view, key)` from `ippo.make_actor`."""
 
@@ -241,19 +248,26 @@ def results(out: dict) -> dict:
             "opponent_illegal_moves": int(np.asarray(out["illegal_b"]).sum()), **distinct}
 
 
-def match(env, act, params_list: list, opponent: Player, games: int, seed: int = 0, opening: int = 0) -> dict:
-    """Each policy in `params_list` (e.g. one per seed) plays `games` games in each seat against
-    `opponent`, deterministically (mode of its masked policy) after `opening` random moves (see `play`).
-    Results summed over the policies: {"side_0": results, "side_1": results}."""
-    run = jax.jit(lambda p, key, side: play(env, params_player(act, p), opponent, key, side, opening=opening))
+def match(env, act, params_list: list, opponents: dict[str, Player], games: int, seed: int = 0,
+          opening: int = 0) -> dict[str, dict]:
+    """Each policy in `params_list` (e.g. one per seed) plays `games` games in each seat against each of
+    `opponents` (name -> player), deterministically (mode of its masked policy) after `opening` random
+    moves (see `play`); one compiled program for all of them. Results summed over the policies, per
+    opponent: {name: {"side_0": results, "side_1": results}}."""
+    players = list(opponents.values())
+    run = jax.jit(lambda p, key, side, index: play(env, params_player(act, p), switch_player(players, index), key,
+                                                   side, opening=opening))
     out = {}
-    for side in (0, 1):
-        parts = []
-        for i, params in enumerate(params_list):
-            key = jax.random.fold_in(jax.random.PRNGKey(seed + i), side)
-            parts.append(jax.device_get(run(params, key, jnp.full(games, side))))
-            raise_failures(opponent)
-        out[f"side_{side}"] = results({k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]})
+    for index, (name, opponent) in enumerate(opponents.items()):
+        out[name] = {}
+        for side in (0, 1):
+            parts = []
+            for i, params in enumerate(params_list):
+                key = jax.random.fold_in(jax.random.PRNGKey(seed + i), side)
+                parts.append(jax.device_get(run(params, key, jnp.full(games, side), index)))
+                raise_failures(opponent)
+            out[name][f"side_{side}"] = results({k: np.concatenate([np.asarray(p[k]) for p in parts])
+                                                 for k in parts[0]})
     return out
 
 

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import plots
-from jaxrl.league.arena import params_player, play, scripted_players
+from jaxrl.league.arena import params_player, play, scripted_players, switch_player
 from jaxrl.records import atomic_write
 
 
@@ -74,11 +74,14 @@ def league_report(env, act, snapshots, snapshot_steps, members, run_dir: Path, t
     full_s, full_n = np.zeros((size, size)), np.zeros((size, size))
     full_s[:k, :k], full_n[:k, :k] = score, count
     sides = jnp.arange(2 * games) % 2
-    for e, name in enumerate(extra):
-        def vs(params, key, opponent=scripted[name]):
-            return (play(env, params_player(act, params, True), opponent, key, sides)["outcome"] + 1.0).sum() / 2.0
 
-        pts = np.asarray(jax.jit(jax.vmap(vs))(pool, jax.random.split(jax.random.fold_in(key, e + 1), k)))
+    def vs(params, key, index):  # one compiled program for every scripted player
+        opponent = switch_player(list(scripted.values()), index)
+        return (play(env, params_player(act, params, True), opponent, key, sides)["outcome"] + 1.0).sum() / 2.0
+
+    vs_pool = jax.jit(jax.vmap(vs, in_axes=(0, 0, None)))
+    for e, name in enumerate(extra):
+        pts = np.asarray(vs_pool(pool, jax.random.split(jax.random.fold_in(key, e + 1), k), e))
         full_s[:k, k + e], full_s[k + e, :k] = pts, 2 * games - pts
         full_n[:k, k + e] = full_n[k + e, :k] = 2 * games
     names += extra
