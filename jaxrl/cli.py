@@ -555,8 +555,7 @@ def cmd_algos(args) -> int:
 
     if args.name:
         algorithm = algos.get(args.name)
-        print(f"{args.name}: {algorithm.description}\n  {'field':<20} {'kind':<8} {'default':<22} doc")
-        print(describe(algorithm.Config))
+        print(f"{args.name}: {algorithm.description}\n{describe(algorithm.Config)}")
     else:
         for name in algos.ALGOS:
             print(f"{name:<8} {algos.get(name).description}")

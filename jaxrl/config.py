@@ -270,12 +270,11 @@ def default_of(f: dataclasses.Field):
 
 
 def describe(config_cls) -> str:
-    """One line per field (`fields_of` order): name, kind, default, doc (for `jaxrl algos`)."""
-    lines = []
-    for f in fields_of(config_cls):
-        default = default_of(f)
-        lines.append(f"  {f.name:<20} {f.metadata['kind']:<8} {default!r:<22} {f.metadata['doc']}")
-    return "\n".join(lines)
+    """A header, then one line per field (`fields_of` order): name, kind, default, doc (for `jaxrl algos`)."""
+    rows = [("field", "kind", "default", "doc")]
+    rows += [(f.name, f.metadata["kind"], repr(default_of(f)), f.metadata["doc"]) for f in fields_of(config_cls)]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  " + " ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " " + row[3] for row in rows)
 
 
 def format_value(value) -> str:

@@ -104,3 +104,9 @@ def test_envs_and_algos_listings():
     assert result.returncode == 0 and result.stdout.split() == ["gymnax:CartPole-v1"]
     result = jaxrl("algos", "ppo")
     assert result.returncode == 0 and "num_minibatches" in result.stdout and "dynamic" in result.stdout
+    from jaxrl.algos import dqn
+    from jaxrl.config import describe
+
+    lines = describe(dqn.Config).splitlines()  # its field names are longer than ppo's
+    kind = lines[0].index("kind")
+    assert {line[kind:].split()[0] for line in lines} == {"kind", "static", "dynamic", "run"}
