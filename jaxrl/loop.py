@@ -73,6 +73,8 @@ def make_chunk(program: Program) -> Callable:
         ok = (diverged_at < 0) & all_finite(metrics) & all_finite(new, mask)
         # A conditional, not a select: a single run's program compiles 1.5-2 s faster (under vmap it is a select).
         state = jax.lax.cond(ok, lambda kept, _: kept, lambda _, before: before, new, state)
+        if hasattr(state, "key"):  # the key moves on either way: a frozen run never draws from it again, and
+            state = state.replace(key=new.key)  # runs that share one key keep sharing it (`shares_key`)
         diverged_at = jnp.where((diverged_at < 0) & ~ok, first_update + 1, diverged_at)
         metrics = jax.tree.map(lambda m: jnp.where(ok, m, jnp.nan if jnp.issubdtype(m.dtype, jnp.inexact) else 0),
                                metrics)
@@ -260,6 +262,36 @@ def state_parts(program: Program, keys: jax.Array, hparams: dict) -> dict[str, i
     return parts
 
 
+def shares_key(state_shape, keys, layout: Layout) -> bool:
+    """Whether the runs' chunk can take their PRNG key (the state's `key` field) once instead of once per run:
+    several runs on one device that start from the same key (the points of a sweep on one seed) draw the same
+    random numbers, so splits, samples and shuffles are computed once (bitwise the same results). PPO on
+    CartPole at Rejax's config, 16 learning rates on one seed, 2-core CPU: compile 6.8 -> 5.0 s, run 7.5 -> 5.7 s."""
+    keys = np.asarray(keys)
+    return (len(keys) > 1 and layout.mesh is None and getattr(state_shape, "key", None) is not None
+            and bool(np.all(keys == keys[:1])))
+
+
+def vmap_sharing_key(chunk: Callable) -> Callable:
+    """`chunk` vmapped over runs whose state's `key` is the same for all (`shares_key`): the key enters
+    unbatched and leaves broadcast again, so the state keeps its layout (checkpoints, drivers) and each run
+    computes exactly what it computes alone. Raises ValueError when tracing if the program makes its key
+    depend on the run."""
+
+    def batched(state, diverged_at, first_update, n_active):
+        key = state.key[0]
+
+        def one(rest, diverged):
+            (new, diverged), metrics = chunk(rest.replace(key=key), diverged, first_update, n_active)
+            return (new.replace(key=None), diverged), metrics, new.key
+
+        (new, diverged_at), metrics, new_key = jax.vmap(one, out_axes=((0, 0), 0, None))(state.replace(key=None),
+                                                                                          diverged_at)
+        return (new.replace(key=jnp.broadcast_to(new_key, state.key.shape)), diverged_at), metrics
+
+    return batched
+
+
 def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: Layout = SINGLE) -> Compiled:
     """AOT-compile the init and chunk, batched over runs (keys and hyperparameters), for `layout`.
     A single run on one device is compiled without a run axis (a vmap of one costs time)."""
@@ -288,8 +320,16 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: La
             return jax.tree.map(lambda x: x[None], ((state, diverged_at), metrics))
     else:
         batched = jax.vmap(chunk, in_axes=(0, 0, None, None))
-    vchunk = jax.jit(batched, donate_argnums=(0, 1), **shardings.get("chunk", {}))
-    chunk = vchunk.lower(state_shape, diverged_shape, jnp.int32(0), jnp.int32(0)).compile(COMPILER_OPTIONS)
+    args = (state_shape, diverged_shape, jnp.int32(0), jnp.int32(0))
+    lowered = None
+    if shares_key(state_shape, keys, layout):
+        try:
+            lowered = jax.jit(vmap_sharing_key(chunk), donate_argnums=(0, 1)).lower(*args)
+        except ValueError:  # the program's key depends on the run: one key per run
+            lowered = None
+    if lowered is None:
+        lowered = jax.jit(batched, donate_argnums=(0, 1), **shardings.get("chunk", {})).lower(*args)
+    chunk = lowered.compile(COMPILER_OPTIONS)
     return Compiled(init.result(), chunk, num_runs, time.perf_counter() - start, layout, state_sharding)
 
 

@@ -1,6 +1,7 @@
 """Sweeps: spec validation, per-run hyperparameters inside one program, failure isolation, records."""
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -122,6 +123,29 @@ def test_a_sweep_lane_is_the_single_run_and_a_diverging_lane_freezes_alone():
     *_, healthy, _ = run_lanes(config, [1e-3, 1e-3, 3e-3], compiled)
     for name in lanes:
         np.testing.assert_array_equal(lanes[name][[0, 2]], healthy[name][[0, 2]])
+
+
+def test_lanes_on_one_key_draw_its_random_numbers_once_with_the_same_results(monkeypatch):
+    config, lrs = ppo.Config(**TINY), [1e-3, 3e-3, 1e-2]
+    program = ppo.make_program(config)
+    keys = jax.vmap(jax.random.PRNGKey)(jnp.zeros(3, jnp.int32))
+    hp = {k: np.full(3, v, np.float32) for k, v in hparams(config).items()} | {"lr": np.asarray(lrs, np.float32)}
+    assert loop.shares_key(loop.state_shapes(program, keys, hp)[0], keys, loop.SINGLE)
+    *_, shared_state, shared, _ = run_lanes(config, lrs)
+    with monkeypatch.context() as m:
+        m.setattr(loop, "shares_key", lambda *args: False)
+        *_, state, per_run, _ = run_lanes(config, lrs)
+    for name in per_run:
+        np.testing.assert_array_equal(shared[name], per_run[name])
+    for a, b in zip(jax.tree.leaves(shared_state), jax.tree.leaves(state)):
+        np.testing.assert_array_equal(a, b)
+    # A program whose key comes to depend on the run keeps one key per run.
+    def update(state):
+        state, metrics = program.update(state)
+        return state.replace(key=jax.random.fold_in(state.key, (state.hparams["lr"] * 1e4).astype(jnp.int32))), metrics
+
+    state, metrics, _, _ = loop.run(dataclasses.replace(program, update=update), keys, hp)
+    assert len({tuple(k) for k in np.asarray(state.key)}) == 3 and np.all(np.isfinite(metrics["policy_loss"]))
 
 
 def jaxrl(*args, cwd=None):
