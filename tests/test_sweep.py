@@ -5,6 +5,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import jax
 import jax.numpy as jnp
@@ -125,16 +126,21 @@ def test_a_sweep_lane_is_the_single_run_and_a_diverging_lane_freezes_alone():
         np.testing.assert_array_equal(lanes[name][[0, 2]], healthy[name][[0, 2]])
 
 
-def test_lanes_on_one_key_draw_its_random_numbers_once_with_the_same_results(monkeypatch):
-    config, lrs = ppo.Config(**TINY), [1e-3, 3e-3, 1e-2]
+def test_runs_whose_keys_repeat_draw_each_key_once_with_the_same_results(monkeypatch):
+    key = [jax.random.PRNGKey(s) for s in range(3)]
+    period = lambda *ks: loop.key_period(SimpleNamespace(key=0), np.stack(ks), loop.SINGLE)
+    assert [period(*key[:1] * 3), period(*key[:2] * 2), period(*key), period(key[0], key[1], key[1], key[0])] == [
+        1, 2, 0, 0]
+    # 4 runs: 2 learning rates x 2 seeds, point-major as a sweep lays them out (keys k0, k1, k0, k1).
+    config = ppo.Config(**TINY)
     program = ppo.make_program(config)
-    keys = jax.vmap(jax.random.PRNGKey)(jnp.zeros(3, jnp.int32))
-    hp = {k: np.full(3, v, np.float32) for k, v in hparams(config).items()} | {"lr": np.asarray(lrs, np.float32)}
-    assert loop.shares_key(loop.state_shapes(program, keys, hp)[0], keys, loop.SINGLE)
-    *_, shared_state, shared, _ = run_lanes(config, lrs)
+    keys = jnp.stack(key[:2] * 2)
+    hp = {k: np.full(4, v, np.float32) for k, v in hparams(config).items()}
+    hp["lr"] = np.asarray([1e-3, 1e-3, 1e-2, 1e-2], np.float32)
+    shared_state, shared, _, _ = loop.run(program, keys, hp)
     with monkeypatch.context() as m:
-        m.setattr(loop, "shares_key", lambda *args: False)
-        *_, state, per_run, _ = run_lanes(config, lrs)
+        m.setattr(loop, "key_period", lambda *args: 0)
+        state, per_run, _, _ = loop.run(program, keys, hp)
     for name in per_run:
         np.testing.assert_array_equal(shared[name], per_run[name])
     for a, b in zip(jax.tree.leaves(shared_state), jax.tree.leaves(state)):
@@ -145,7 +151,7 @@ def test_lanes_on_one_key_draw_its_random_numbers_once_with_the_same_results(mon
         return state.replace(key=jax.random.fold_in(state.key, (state.hparams["lr"] * 1e4).astype(jnp.int32))), metrics
 
     state, metrics, _, _ = loop.run(dataclasses.replace(program, update=update), keys, hp)
-    assert len({tuple(k) for k in np.asarray(state.key)}) == 3 and np.all(np.isfinite(metrics["policy_loss"]))
+    assert len({tuple(k) for k in np.asarray(state.key)}) == 4 and np.all(np.isfinite(metrics["policy_loss"]))
 
 
 def jaxrl(*args, cwd=None):
