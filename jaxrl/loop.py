@@ -135,6 +135,7 @@ class Compiled:
     seconds: float  # compile time
     layout: Layout = SINGLE
     state_sharding: Any = None  # shardings of the batched state (None on one device)
+    key_period: int = 0  # the runs' keys repeat with this period (`key_period`; 0: one key per run)
 
 
 def broadcast_hparams(hparams, num_runs: int):
@@ -341,11 +342,11 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: La
         try:
             lowered = jax.jit(vmap_sharing_key(chunk, period), donate_argnums=(0, 1)).lower(*args)
         except ValueError:  # the program's key depends on the run: one key per run
-            lowered = None
+            lowered, period = None, 0
     if lowered is None:
         lowered = jax.jit(batched, donate_argnums=(0, 1), **shardings.get("chunk", {})).lower(*args)
     chunk = lowered.compile(COMPILER_OPTIONS)
-    return Compiled(init.result(), chunk, num_runs, time.perf_counter() - start, layout, state_sharding)
+    return Compiled(init.result(), chunk, num_runs, time.perf_counter() - start, layout, state_sharding, period)
 
 
 def run(
@@ -370,6 +371,9 @@ def run(
     """
     if compiled is None:
         compiled = compile_program(program, keys, hparams, layout)
+    period = compiled.key_period
+    if period and not np.array_equal(np.asarray(keys), np.tile(np.asarray(keys)[:period], (len(keys) // period, 1))):
+        raise ValueError(f"the program was compiled for runs whose keys repeat every {period} runs; these do not")
     layout = compiled.layout
     clock = time.perf_counter()
     if start is None:

@@ -137,7 +137,11 @@ def test_runs_whose_keys_repeat_draw_each_key_once_with_the_same_results(monkeyp
     keys = jnp.stack(key[:2] * 2)
     hp = {k: np.full(4, v, np.float32) for k, v in hparams(config).items()}
     hp["lr"] = np.asarray([1e-3, 1e-3, 1e-2, 1e-2], np.float32)
-    shared_state, shared, _, _ = loop.run(program, keys, hp)
+    compiled = loop.compile_program(program, keys, hp)
+    assert compiled.key_period == 2
+    shared_state, shared, _, _ = loop.run(program, keys, hp, compiled=compiled)
+    with pytest.raises(ValueError, match="keys repeat every 2 runs"):  # compiled for that pattern only
+        loop.run(program, jnp.stack(key + key[:1]), hp, compiled=compiled)
     with monkeypatch.context() as m:
         m.setattr(loop, "key_period", lambda *args: 0)
         state, per_run, _, _ = loop.run(program, keys, hp)
