@@ -14,7 +14,7 @@ import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -74,7 +74,7 @@ def make_chunk(program: Program) -> Callable:
         # A conditional, not a select: a single run's program compiles 1.5-2 s faster (under vmap it is a select).
         state = jax.lax.cond(ok, lambda kept, _: kept, lambda _, before: before, new, state)
         if hasattr(state, "key"):  # the key moves on either way: a frozen run never draws from it again, and
-            state = state.replace(key=new.key)  # runs that share one key keep sharing it (`key_period`)
+            state = state.replace(key=new.key)  # runs that share one key keep sharing it (`key_pattern`)
         diverged_at = jnp.where((diverged_at < 0) & ~ok, first_update + 1, diverged_at)
         metrics = jax.tree.map(lambda m: jnp.where(ok, m, jnp.nan if jnp.issubdtype(m.dtype, jnp.inexact) else 0),
                                metrics)
@@ -135,7 +135,7 @@ class Compiled:
     seconds: float  # compile time
     layout: Layout = SINGLE
     state_sharding: Any = None  # shardings of the batched state (None on one device)
-    key_period: int = 0  # the runs' keys repeat with this period (`key_period`; 0: one key per run)
+    key_pattern: KeyPattern | None = None  # how the runs' keys repeat (`key_pattern`; None: a key per run)
 
 
 def broadcast_hparams(hparams, num_runs: int):
@@ -263,47 +263,76 @@ def state_parts(program: Program, keys: jax.Array, hparams: dict) -> dict[str, i
     return parts
 
 
-def key_period(state_shape, keys, layout: Layout) -> int:
-    """B when the runs' PRNG keys (the state's `key` field) repeat with period B < number of runs (run i starts
-    from the key of run i % B: a sweep's points on one seed, B = 1, or on B seeds), else 0. Such runs draw the
-    same random numbers as the runs they repeat, so their chunk takes B keys, not one per run, and computes
-    splits, samples and shuffles once per key (`vmap_sharing_key`; bitwise the same results). PPO on CartPole at
-    Rejax's config, 16 learning rates on one seed, 2-core CPU: compile 6.8 -> 5.0 s, run 7.5 -> 5.7 s."""
+class KeyPattern(NamedTuple):
+    """Runs whose PRNG keys (the state's `key` field) are `distinct` keys, each repeated: in turn (run i has key
+    i % distinct: a sweep's points on one or several seeds) or, `blocked`, in a row (runs on one key next to each
+    other: a meta-learning population on shared seeds)."""
+
+    distinct: int
+    blocked: bool
+
+    def distinct_keys(self, keys):
+        return keys[::len(keys) // self.distinct] if self.blocked else keys[:self.distinct]
+
+    def expand(self, distinct_keys, runs: int, xp=jnp):
+        """The runs' keys [runs, ...] from the distinct ones."""
+        reps = runs // self.distinct
+        return xp.repeat(distinct_keys, reps, axis=0) if self.blocked else xp.tile(distinct_keys, (reps, 1))
+
+    def matches(self, keys) -> bool:
+        keys = np.asarray(keys)
+        return len(keys) % self.distinct == 0 and np.array_equal(
+            self.expand(self.distinct_keys(keys), len(keys), np), keys)
+
+
+def key_pattern(state_shape, keys, layout: Layout) -> KeyPattern | None:
+    """How the runs' keys repeat, if they do (`KeyPattern`), on one device. Runs on one key draw the same random
+    numbers, so their chunk takes each key once and computes splits, samples and shuffles once per key, not per
+    run (`vmap_sharing_key`; bitwise the same results). PPO on CartPole at Rejax's config, 16 learning rates on
+    one seed, 2-core CPU: compile 6.8 -> 5.0 s, run 7.5 -> 5.7 s."""
     keys = np.asarray(keys)
     runs = len(keys)
     if runs < 2 or layout.mesh is not None or getattr(state_shape, "key", None) is None:
-        return 0
-    return next((b for b in range(1, runs // 2 + 1)
-                 if runs % b == 0 and np.array_equal(keys, np.tile(keys[:b], (runs // b, 1)))), 0)
+        return None
+    patterns = (KeyPattern(b, blocked) for b in range(1, runs // 2 + 1) if runs % b == 0 for blocked in (False, True))
+    return next((pattern for pattern in patterns if pattern.matches(keys)), None)
 
 
-def vmap_sharing_key(chunk: Callable, period: int) -> Callable:
-    """`chunk` vmapped over runs whose keys repeat with `period` (`key_period`): the runs are viewed as
-    [runs / period, period], the inner axis vmapped with its keys and the outer axis without them, and the keys
-    leave tiled again, so the state keeps its layout (checkpoints, drivers). Raises ValueError when tracing if
-    the program makes its key depend on more than the key (then each run needs its own)."""
+def vmap_sharing_key(chunk: Callable, pattern: KeyPattern) -> Callable:
+    """`chunk` vmapped over runs whose keys follow `pattern`: the runs are viewed as [runs sharing a key,
+    distinct keys] (or the other way round, `blocked`), one axis vmapped with the keys and the other without
+    them; the keys leave expanded again, so the state keeps its layout (checkpoints, drivers). Raises ValueError
+    when tracing if the program makes its key depend on more than the key (then each run needs its own)."""
 
     def batched(state, diverged_at, first_update, n_active):
-        runs = diverged_at.shape[0]
-        groups = runs // period
-        keys = state.key[:period]
+        runs, distinct = diverged_at.shape[0], pattern.distinct
+        sharing = runs // distinct
+        keys = pattern.distinct_keys(state.key)
 
         def one(rest, diverged, key):
             (new, diverged), metrics = chunk(rest.replace(key=key), diverged, first_update, n_active)
             return (new.replace(key=None), diverged), metrics, new.key
 
-        def group(rest, diverged):  # `period` runs, each from its own key
-            if period == 1:
-                out = one(*jax.tree.map(lambda x: x[0], (rest, diverged)), keys[0])
-                return jax.tree.map(lambda x: x[None], out)
-            return jax.vmap(one)(rest, diverged, keys)
+        if pattern.blocked:  # [distinct, sharing]: the outer axis carries the keys
+            split = lambda x: x.reshape(distinct, sharing, *x.shape[1:])
+            group = lambda rest, diverged, key: jax.vmap(lambda r, d: one(r, d, key), out_axes=((0, 0), 0, None))(
+                rest, diverged)
+            out = jax.vmap(group)(jax.tree.map(split, state.replace(key=None)), split(diverged_at), keys)
+        else:  # [sharing, distinct]: the inner axis carries the keys
+            split = lambda x: x.reshape(sharing, distinct, *x.shape[1:])
 
-        split = lambda x: x.reshape(groups, period, *x.shape[1:])
-        (new, diverged_at), metrics, new_keys = jax.vmap(group, out_axes=((0, 0), 0, None))(
-            jax.tree.map(split, state.replace(key=None)), split(diverged_at))
+            def group(rest, diverged):
+                if distinct == 1:  # no vmap of one
+                    return jax.tree.map(lambda x: x[None], one(*jax.tree.map(lambda x: x[0], (rest, diverged)),
+                                                               keys[0]))
+                return jax.vmap(one)(rest, diverged, keys)
+
+            out = jax.vmap(group, out_axes=((0, 0), 0, None))(jax.tree.map(split, state.replace(key=None)),
+                                                               split(diverged_at))
+        (new, diverged_at), metrics, new_keys = out
         merge = lambda x: x.reshape(runs, *x.shape[2:])
         new, diverged_at, metrics = jax.tree.map(merge, (new, diverged_at, metrics))
-        return (new.replace(key=jnp.tile(new_keys, (groups, 1))), diverged_at), metrics
+        return (new.replace(key=pattern.expand(new_keys, runs)), diverged_at), metrics
 
     return batched
 
@@ -338,15 +367,15 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: La
         batched = jax.vmap(chunk, in_axes=(0, 0, None, None))
     args = (state_shape, diverged_shape, jnp.int32(0), jnp.int32(0))
     lowered = None
-    if period := key_period(state_shape, keys, layout):
+    if pattern := key_pattern(state_shape, keys, layout):
         try:
-            lowered = jax.jit(vmap_sharing_key(chunk, period), donate_argnums=(0, 1)).lower(*args)
+            lowered = jax.jit(vmap_sharing_key(chunk, pattern), donate_argnums=(0, 1)).lower(*args)
         except ValueError:  # the program's key depends on the run: one key per run
-            lowered, period = None, 0
+            lowered, pattern = None, None
     if lowered is None:
         lowered = jax.jit(batched, donate_argnums=(0, 1), **shardings.get("chunk", {})).lower(*args)
     chunk = lowered.compile(COMPILER_OPTIONS)
-    return Compiled(init.result(), chunk, num_runs, time.perf_counter() - start, layout, state_sharding, period)
+    return Compiled(init.result(), chunk, num_runs, time.perf_counter() - start, layout, state_sharding, pattern)
 
 
 def run(
@@ -371,9 +400,9 @@ def run(
     """
     if compiled is None:
         compiled = compile_program(program, keys, hparams, layout)
-    period = compiled.key_period
-    if period and not np.array_equal(np.asarray(keys), np.tile(np.asarray(keys)[:period], (len(keys) // period, 1))):
-        raise ValueError(f"the program was compiled for runs whose keys repeat every {period} runs; these do not")
+    if compiled.key_pattern and not compiled.key_pattern.matches(keys):
+        raise ValueError(f"the program was compiled for runs whose keys repeat as {compiled.key_pattern}; these "
+                         f"do not")
     layout = compiled.layout
     clock = time.perf_counter()
     if start is None:

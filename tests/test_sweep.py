@@ -126,29 +126,34 @@ def test_a_sweep_lane_is_the_single_run_and_a_diverging_lane_freezes_alone():
         np.testing.assert_array_equal(lanes[name][[0, 2]], healthy[name][[0, 2]])
 
 
-def test_runs_whose_keys_repeat_draw_each_key_once_with_the_same_results(monkeypatch):
+@pytest.mark.parametrize("blocked", [False, True])
+def test_runs_whose_keys_repeat_draw_each_key_once_with_the_same_results(blocked, monkeypatch):
     key = [jax.random.PRNGKey(s) for s in range(3)]
-    period = lambda *ks: loop.key_period(SimpleNamespace(key=0), np.stack(ks), loop.SINGLE)
-    assert [period(*key[:1] * 3), period(*key[:2] * 2), period(*key), period(key[0], key[1], key[1], key[0])] == [
-        1, 2, 0, 0]
-    # 4 runs: 2 learning rates x 2 seeds, point-major as a sweep lays them out (keys k0, k1, k0, k1).
+    pattern = lambda *ks: loop.key_pattern(SimpleNamespace(key=0), np.stack(ks), loop.SINGLE)
+    k0, k1, k2 = key
+    assert [pattern(k0, k0, k0), pattern(k0, k1, k0, k1), pattern(k0, k0, k1, k1), pattern(k0, k1, k2),
+            pattern(k0, k1, k1, k2)] == [(1, False), (2, False), (2, True), None, None]
+    # 4 runs: 2 learning rates x 2 seeds, point-major as a sweep lays them out (keys k0, k1, k0, k1), or
+    # seed-major as a meta-learning population on shared seeds (k0, k0, k1, k1).
     config = ppo.Config(**TINY)
     program = ppo.make_program(config)
-    keys = jnp.stack(key[:2] * 2)
+    keys = jnp.stack([k0, k0, k1, k1] if blocked else [k0, k1] * 2)
     hp = {k: np.full(4, v, np.float32) for k, v in hparams(config).items()}
-    hp["lr"] = np.asarray([1e-3, 1e-3, 1e-2, 1e-2], np.float32)
+    hp["lr"] = np.asarray([1e-3, 1e-2] * 2 if blocked else [1e-3, 1e-3, 1e-2, 1e-2], np.float32)
     compiled = loop.compile_program(program, keys, hp)
-    assert compiled.key_period == 2
+    assert compiled.key_pattern == (2, blocked)
     shared_state, shared, _, _ = loop.run(program, keys, hp, compiled=compiled)
-    with pytest.raises(ValueError, match="keys repeat every 2 runs"):  # compiled for that pattern only
+    with pytest.raises(ValueError, match="keys repeat as"):  # compiled for that pattern only
         loop.run(program, jnp.stack(key + key[:1]), hp, compiled=compiled)
     with monkeypatch.context() as m:
-        m.setattr(loop, "key_period", lambda *args: 0)
+        m.setattr(loop, "key_pattern", lambda *args: None)
         state, per_run, _, _ = loop.run(program, keys, hp)
     for name in per_run:
         np.testing.assert_array_equal(shared[name], per_run[name])
     for a, b in zip(jax.tree.leaves(shared_state), jax.tree.leaves(state)):
         np.testing.assert_array_equal(a, b)
+    if blocked:
+        return
     # A program whose key comes to depend on the run keeps one key per run.
     def update(state):
         state, metrics = program.update(state)

@@ -112,7 +112,7 @@ def _run_groups(spec: SweepSpec, plan: Plan, sweep_dir, rec, progress, devices, 
             for start in range(0, len(members), block):
                 real = members[start:start + block]
                 # Same shape for every block (one compilation), padded with the block's own runs from its
-                # start, so that the keys keep the first block's pattern (loop.key_period).
+                # start, so that the keys keep the first block's pattern (loop.key_pattern).
                 padded = real + [real[i % len(real)] for i in range(block - len(real))]
                 keys = jax.vmap(jax.random.PRNGKey)(jnp.asarray([spec.seed + s for _, s in padded]))
                 hp = stacked_hparams([configs[p] for p, _ in padded])
