@@ -337,9 +337,11 @@ def vmap_sharing_key(chunk: Callable, pattern: KeyPattern) -> Callable:
     return batched
 
 
-def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: Layout = SINGLE) -> Compiled:
+def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: Layout = SINGLE,
+                    share_keys: bool = True) -> Compiled:
     """AOT-compile the init and chunk, batched over runs (keys and hyperparameters), for `layout`.
-    A single run on one device is compiled without a run axis (a vmap of one costs time)."""
+    A single run on one device is compiled without a run axis (a vmap of one costs time); runs whose keys
+    repeat take each key once (`key_pattern`) unless `share_keys` is off."""
     start = time.perf_counter()
     num_runs = keys.shape[0]
     state_shape, metric_shapes = state_shapes(program, keys, hparams)
@@ -367,7 +369,7 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: La
         batched = jax.vmap(chunk, in_axes=(0, 0, None, None))
     args = (state_shape, diverged_shape, jnp.int32(0), jnp.int32(0))
     lowered = None
-    if pattern := key_pattern(state_shape, keys, layout):
+    if pattern := (key_pattern(state_shape, keys, layout) if share_keys else None):
         try:
             lowered = jax.jit(vmap_sharing_key(chunk, pattern), donate_argnums=(0, 1)).lower(*args)
         except ValueError:  # the program's key depends on the run: one key per run
@@ -400,9 +402,6 @@ def run(
     """
     if compiled is None:
         compiled = compile_program(program, keys, hparams, layout)
-    if compiled.key_pattern and not compiled.key_pattern.matches(keys):
-        raise ValueError(f"the program was compiled for runs whose keys repeat as {compiled.key_pattern}; these "
-                         f"do not")
     layout = compiled.layout
     clock = time.perf_counter()
     if start is None:
@@ -414,6 +413,11 @@ def run(
         state = layout.put(start.state, compiled.state_sharding)
         diverged_at, done = layout.put(np.asarray(start.diverged_at, np.int32)), start.done
         history = [start.metrics] if done else []
+    if compiled.key_pattern and not compiled.key_pattern.matches(layout.to_host(state.key)):
+        # Compiled for runs whose keys repeat (`key_pattern`), but these runs' keys do not (other runs, or an
+        # init that derives the key from more than the run's key): one key per run, compiled again.
+        compiled = compile_program(program, keys, hparams, layout, share_keys=False)
+        clock = time.perf_counter()
     every, capacity = program.log_every, program.chunk_capacity
     if not program.updates_per_chunk:  # sized by wall time: start small, measure, grow; a tenth of the run at most
         capacity = min(capacity, -(-program.num_updates // 10 // every) * every or every)

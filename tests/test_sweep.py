@@ -143,8 +143,6 @@ def test_runs_whose_keys_repeat_draw_each_key_once_with_the_same_results(blocked
     compiled = loop.compile_program(program, keys, hp)
     assert compiled.key_pattern == (2, blocked)
     shared_state, shared, _, _ = loop.run(program, keys, hp, compiled=compiled)
-    with pytest.raises(ValueError, match="keys repeat as"):  # compiled for that pattern only
-        loop.run(program, jnp.stack(key + key[:1]), hp, compiled=compiled)
     with monkeypatch.context() as m:
         m.setattr(loop, "key_pattern", lambda *args: None)
         state, per_run, _, _ = loop.run(program, keys, hp)
@@ -154,6 +152,10 @@ def test_runs_whose_keys_repeat_draw_each_key_once_with_the_same_results(blocked
         np.testing.assert_array_equal(a, b)
     if blocked:
         return
+    # Runs whose keys do not follow the compiled pattern are compiled again, one key per run.
+    state, _, _, _ = loop.run(program, jnp.stack(key + key[:1]), hp, compiled=compiled)
+    final_keys = [tuple(k) for k in np.asarray(state.key)]
+    assert final_keys[0] == final_keys[3] and len(set(final_keys)) == 3  # k0, k1, k2, k0 moved on
     # A program whose key comes to depend on the run keeps one key per run.
     def update(state):
         state, metrics = program.update(state)
