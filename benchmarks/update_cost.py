@@ -1,7 +1,7 @@
-"""jaxrl's compiled PPO program against the peers', alternated in one process -> results/update-cost-cpu.md.
+"""jaxrl's compiled training programs against the peers', alternated in one process -> results/update-cost-cpu.md.
 
     bash benchmarks/peers_setup.sh          # once (see peers.py)
-    python benchmarks/update_cost.py        # rows (a), (d), (e) and (f) of peers.py, 7 alternations each (~9 min)
+    python benchmarks/update_cost.py        # rows (a), (c)-(f) of peers.py, 7 alternations each (~15 min)
     python benchmarks/update_cost.py --rows d --reps 11
 
 `peers.py` compares whole processes, one after the other; on a shared machine whose speed drifts by +-20% over
@@ -13,6 +13,8 @@ pairs see the same machine state. Reported: each side's env steps/s (median [min
 per-pair ratio jaxrl/peer. Sides:
 - (a) PureJaxRL's `make_train` (purejaxrl/ppo.py, unchanged) vs `jaxrl.algos.ppo.ALGORITHM.make_train` at
   PureJaxRL's CartPole config, 5e5 steps, 1 seed;
+- (c) JaxMARL's IPPO `make_train` (baselines/IPPO/ippo_ff_mpe.py, unchanged: its per-update `io_callback` to a
+  disabled wandb included) vs `jaxrl.algos.ippo`'s at its MPE simple_spread config, 1e6 steps;
 - (d) Rejax's `PPO.train` (rejax 0.1.3, its evaluations off) vs jaxrl's at Rejax's CartPole config, 1e5 steps;
 - (e) the same, vmapped over the 16 learning rates of `peers_lr_sweep.yaml` on both sides (Rejax's way: the
   learning rate as a pytree field; jaxrl's: `train(key, hparams)` with the lr traced, as `jaxrl sweep` runs it);
@@ -36,6 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 ROWS = {"a": "PPO CartPole, PureJaxRL's config, 5e5 steps, 1 seed",
+        "c": "IPPO MPE simple_spread, JaxMARL's config, 1e6 steps, 1 seed",
         "d": "PPO CartPole, Rejax's config, 1e5 steps, 1 seed",
         "e": "PPO CartPole, Rejax's config, 16 learning rates vmapped (peers.py's sweep row)",
         "f": "DQN CartPole, PureJaxRL's config, 5e5 steps, 1 seed"}
@@ -81,6 +84,21 @@ def programs(row: str):
                                                               for k, v in config.items()})
         return ("PureJaxRL", config, jax.jit(purejaxrl_dqn.make_train(peer_config)),
                 jax.jit(jaxrl_dqn.ALGORITHM.make_train(ours)), ours.num_updates * ours.steps_per_update)
+    if row == "c":
+        from peers import JAXMARL_MPE
+        from jaxrl.algos import ippo as jaxrl_ippo
+
+        sys.path.insert(0, str(HERE / ".peers" / "JaxMARL" / "baselines" / "IPPO"))
+        import ippo_ff_mpe  # JaxMARL's own module
+        import wandb
+
+        wandb.init(mode="disabled")
+        config = dict(JAXMARL_MPE)
+        peer_config = {**{k.upper(): v for k, v in config.items()}, "ENV_NAME": "MPE_simple_spread_v3",
+                       "ENV_KWARGS": {}}
+        ours = jaxrl_ippo.Config(env="jaxmarl:MPE_simple_spread_v3", **config)
+        return ("JaxMARL", config, jax.jit(ippo_ff_mpe.make_train(peer_config)),
+                jax.jit(jaxrl_ippo.ALGORITHM.make_train(ours)), ours.num_updates * ours.steps_per_update)
     if row == "a":
         config = dict(PUREJAXRL_CARTPOLE)
         sys.path.insert(0, str(HERE / ".peers" / "purejaxrl" / "purejaxrl"))
@@ -149,12 +167,13 @@ def spread(values, fmt="{:.2f}") -> str:
 def table(results: list[dict]) -> str:
     from common import machine, provenance
 
-    lines = ["# jaxrl's compiled PPO program against the peers', alternated in one process (CPU)", "",
+    lines = ["# jaxrl's compiled training programs against the peers', alternated in one process (CPU)", "",
              *provenance(" ".join(["update_cost.py", *sys.argv[1:]]), machine()), "",
              "Both whole-run programs compiled in one process and called alternately (peer, jaxrl), no host layer "
              "on either side; steps/s per call, median [min-max]; ratio jaxrl/peer per alternation. See the "
              "docstring of `benchmarks/update_cost.py`.", "",
-             "| case | peer | peer env steps/s | jaxrl env steps/s | jaxrl/peer steps/s | calls |", "|---|---|---|---|---|---|"]
+             "| case | peer | peer env steps/s | jaxrl env steps/s | jaxrl/peer steps/s | calls |",
+             "|---|---|---|---|---|---|"]
     for r in results:
         rate = {side: [r["env_steps"] / s / 1e3 for s in r["seconds"][side]] for side in ("peer", "jaxrl")}
         ratio = [p / j for p, j in zip(r["seconds"]["peer"], r["seconds"]["jaxrl"])]
