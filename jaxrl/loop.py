@@ -164,8 +164,10 @@ def batched_init(program: Program, **jit_kwargs) -> Callable:
 
 
 def unbatched(shapes):
-    """The shapes of one run's part of a batched pytree (its leading run axis dropped)."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), shapes)
+    """The shapes of one run's part of a batched pytree (its leading run axis dropped). Weak types are kept: the
+    chunk traces the update on the same avals, so it reuses the memory estimate's trace instead of tracing again."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype, weak_type=getattr(x, "weak_type", False)),
+                        shapes)
 
 
 def state_shapes(program: Program, keys: jax.Array, hparams: dict):

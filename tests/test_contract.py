@@ -149,6 +149,25 @@ def test_a_diverged_chunk_is_rolled_back_whole_and_guarded_says_what_counts():
     assert diverged.tolist() == [-1] and float(state["x"][0]) == 10
 
 
+def test_the_update_is_traced_once_for_the_memory_check_and_the_chunk_even_with_weakly_typed_state():
+    traces = []
+
+    def init(key, hp):  # a counter from a Python int is weakly typed, as gymnax's env time is
+        return {"t": jnp.asarray(0), "x": jnp.float32(0), "scale": hp["scale"]}
+
+    def update(state):
+        traces.append(1)
+        metrics = {"episodes": jnp.int32(1), "episode_return_sum": state["x"], "episode_length_sum": jnp.float32(1)}
+        return {**state, "t": state["t"] + 1, "x": state["x"] + state["scale"]}, metrics
+
+    program = base.Program(init, update, 4, 1, 2)
+    keys, hp = jax.random.split(jax.random.PRNGKey(0), 1), {"scale": np.ones(1, np.float32)}
+    assert jax.eval_shape(init, keys[0], {"scale": jnp.float32(1)})["t"].weak_type
+    loop.check_memory(program, keys, hp)
+    loop.compile_program(program, keys, hp)
+    assert len(traces) == 1
+
+
 def test_an_update_without_episode_statistics_is_refused_before_compiling():
     program = base.Program(lambda k, hp: jnp.float32(0), lambda s: (s + 1, {"loss": s}), 4, 1, 2)
     with pytest.raises(JaxrlError, match="returns no episodes, episode_return_sum, episode_length_sum metric"):
