@@ -215,9 +215,22 @@ def timed(cmd: list[str], env: dict | None = None, timeout: float | None = None)
     return wall, proc.stdout
 
 
-def run_peer(cmd: list[str]) -> dict:
-    wall, stdout = timed([str(PEER_PYTHON), *cmd])
+def run_peer(cmd: list[str], timeout: float | None = None) -> dict:
+    wall, stdout = timed([str(PEER_PYTHON), *cmd], timeout=timeout)
     return dict(json.loads(stdout.strip().splitlines()[-1]), wall_s=wall)
+
+
+def run_until_done(run, what: str, timeout: float, hung: list[str]) -> dict:
+    """`run(timeout=...)`'s figures; a process still running after `timeout` s is killed and run again (twice at
+    most), and `what` is added to `hung`. XLA's CPU runtime with jax 0.10.2 has been seen to block a process
+    forever, every thread idle (PureJaxRL's 8-seed program, in this script); a pair must not wait for it."""
+    for _ in range(3):
+        try:
+            return run(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            hung.append(what)
+            print(f"{what}: still running after {timeout:.0f} s, killed; running it again", flush=True)
+    raise RuntimeError(f"{what} hung three times")
 
 
 def run_jaxrl(cmd: list[str], out: Path, timeout: float | None = None) -> dict:
@@ -235,18 +248,20 @@ def run_jaxrl(cmd: list[str], out: Path, timeout: float | None = None) -> dict:
             "final_return": final, "wall_s": wall}
 
 
-def run_row(row: Row, pairs: int, quick: bool) -> dict:
+def run_row(row: Row, pairs: int, quick: bool, timeout: float) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"jaxrl-peers-{row.key}-") as tmp:
         work = Path(tmp)
         peer_cmd, jaxrl_cmd, config = commands(row, quick, work)
-        peer, ours = [], []
+        peer, ours, hung = [], [], []
         for i in range(pairs):
-            peer.append(run_peer(peer_cmd))
-            ours.append(run_jaxrl(jaxrl_cmd, work / f"jaxrl{i}"))
+            peer.append(run_until_done(lambda **t: run_peer(peer_cmd, **t), f"({row.key}) {row.peer} {i + 1}",
+                                       timeout, hung))
+            ours.append(run_until_done(lambda **t: run_jaxrl(jaxrl_cmd, work / f"jaxrl{i}", **t),
+                                       f"({row.key}) jaxrl {i + 1}", timeout, hung))
             print(f"({row.key}) pair {i + 1}/{pairs}: {row.peer} {json.dumps(peer[-1])}\n"
                   f"({row.key}) pair {i + 1}/{pairs}: jaxrl {json.dumps(ours[-1])}", flush=True)
     return {"row": row, "config": config, "peer": peer, "jaxrl": ours,
-            "final_return_kind": peer[0]["final_return_kind"]}
+            "final_return_kind": peer[0]["final_return_kind"], "hung": hung}
 
 
 def spread(values: list[float], fmt: str = "{:.2f}") -> str:
@@ -292,7 +307,9 @@ def table(results: list[dict], load: tuple[str, str]) -> str:
     for r in results:
         config = ", ".join(f"{k}={v}" for k, v in r["config"].items())
         lines += ["", f"## ({r['row'].key}) {r['row'].title}", "", f"Config: {config}.",
-                  f"Final return: {r['final_return_kind']}" + (" (mean over the runs)." if r["row"].key == "e" else "."),
+                  f"Final return: {r['final_return_kind']}"
+                  + (" (mean over the runs)." if r["row"].key == "e" else "."),
+                  *([f"Killed as hung and run again: {', '.join(r['hung'])}."] if r["hung"] else []),
                   "", "| side | compile s | run s | env steps/s | whole process s | final return |",
                   "|---|---|---|---|---|---|"]
         for name, runs in ((r["row"].peer, r["peer"]), ("jaxrl", r["jaxrl"])):
@@ -310,12 +327,14 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="interleaved (peer, jaxrl) pairs per row")
     parser.add_argument("--quick", action="store_true", help="tiny runs to check that everything works")
     parser.add_argument("--out", help="results file (default: benchmarks/results/peers-cpu.md; --quick: none)")
+    parser.add_argument("--timeout", type=float, default=900,
+                        help="seconds after which a process counts as hung and is run again (default: 900)")
     args = parser.parse_args()
     rows = [ROWS[k] for k in args.rows.split(",")]
     if not PEER_PYTHON.exists():
         sys.exit("no peers' venv: run `bash benchmarks/peers_setup.sh` first")
     load_before = Path("/proc/loadavg").read_text().split()[:3]
-    results = [run_row(row, args.pairs, args.quick) for row in rows]
+    results = [run_row(row, args.pairs, args.quick, args.timeout) for row in rows]
     load = (" ".join(load_before), " ".join(Path("/proc/loadavg").read_text().split()[:3]))
     text = table(results, load)
     write_results(text, args.out or (None if args.quick else HERE / "results" / "peers-cpu.md"))
