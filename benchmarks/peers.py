@@ -51,6 +51,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -254,10 +255,9 @@ def run_row(row: Row, pairs: int, quick: bool, timeout: float) -> dict:
         peer_cmd, jaxrl_cmd, config = commands(row, quick, work)
         peer, ours, hung = [], [], []
         for i in range(pairs):
-            peer.append(run_until_done(lambda **t: run_peer(peer_cmd, **t), f"({row.key}) {row.peer} {i + 1}",
+            peer.append(run_until_done(partial(run_peer, peer_cmd), f"({row.key}) {row.peer} {i + 1}", timeout, hung))
+            ours.append(run_until_done(partial(run_jaxrl, jaxrl_cmd, work / f"jaxrl{i}"), f"({row.key}) jaxrl {i + 1}",
                                        timeout, hung))
-            ours.append(run_until_done(lambda **t: run_jaxrl(jaxrl_cmd, work / f"jaxrl{i}", **t),
-                                       f"({row.key}) jaxrl {i + 1}", timeout, hung))
             print(f"({row.key}) pair {i + 1}/{pairs}: {row.peer} {json.dumps(peer[-1])}\n"
                   f"({row.key}) pair {i + 1}/{pairs}: jaxrl {json.dumps(ours[-1])}", flush=True)
     return {"row": row, "config": config, "peer": peer, "jaxrl": ours,

@@ -94,6 +94,13 @@ def is_main() -> bool:
     return jax.process_index() == 0
 
 
+def unbatched(shapes):
+    """The shapes of one run's part of a batched pytree (its leading run axis dropped). Weak types are kept, so
+    a trace on these shapes is the one the chunk makes (jaxrl.loop traces the update once, not twice)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype, weak_type=getattr(x, "weak_type", False)),
+                        shapes)
+
+
 @dataclass(frozen=True)
 class Layout:
     """How the batched runner state ([num_runs, ...]) sits on the devices."""
@@ -127,7 +134,7 @@ class Layout:
             return None
         if self.mode == "runs":
             return jax.tree.map(lambda _: self.per_run, state_shape)
-        one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), state_shape)
+        one = unbatched(state_shape)
         return jax.tree.map(lambda _, axis: self._sharding(P() if axis == NO_ENV_AXIS else P(*[None] * (axis + 1), AXIS)),
                             state_shape, env_axes(one))
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.algos.base import Program
-from jaxrl.devices import SINGLE, Layout
+from jaxrl.devices import SINGLE, Layout, unbatched
 
 
 def in_background(fn: Callable, *args) -> Future:
@@ -167,13 +167,6 @@ def batched_init(program: Program, **jit_kwargs) -> Callable:
     in another order), so a sweep lane starts exactly where a single run does.
     """
     return jax.jit(lambda k, hp: jax.lax.map(lambda args: program.traced_init(*args), (k, hp)), **jit_kwargs)
-
-
-def unbatched(shapes):
-    """The shapes of one run's part of a batched pytree (its leading run axis dropped). Weak types are kept: the
-    chunk traces the update on the same avals, so it reuses the memory estimate's trace instead of tracing again."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype, weak_type=getattr(x, "weak_type", False)),
-                        shapes)
 
 
 def state_shapes(program: Program, keys: jax.Array, hparams: dict):
