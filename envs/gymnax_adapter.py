@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
-import types
 
 import jax.numpy as jnp
 
 from jaxrl.envs.core import Environment
+from jaxrl.envs.deferred import defer_import
 from jaxrl.envs.spaces import Box, Discrete
 
 
@@ -70,20 +68,10 @@ UNAVAILABLE = {"MNISTBandit-bsuite": "downloads the MNIST data set when construc
 RENDERING_MODULES = ("seaborn", "matplotlib.pyplot")
 
 
-class _ImportedOnFirstUse(types.ModuleType):
-    """Stands in sys.modules for a module until one of its attributes is used, then imports it."""
-
-    def __getattr__(self, attr):
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
-        return getattr(importlib.import_module(self.__name__), attr)
-
-
 def _gymnax():
     if "gymnax" not in sys.modules:
         for name in RENDERING_MODULES:
-            if name not in sys.modules and importlib.util.find_spec(name) is not None:
-                sys.modules[name] = _ImportedOnFirstUse(name)
+            defer_import(name)
     import gymnax
 
     return gymnax

@@ -44,11 +44,14 @@ needs `policy=` and `params=` keyword arguments.
 
 from __future__ import annotations
 
+import importlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.envs.core import Environment
+from jaxrl.envs.deferred import defer_import
 from jaxrl.envs.spaces import Box, Discrete
 from jaxrl.errors import JaxrlError
 
@@ -218,26 +221,56 @@ UNAVAILABLE = {
 }
 
 
+# jaxmarl's package __init__ imports every env family (3.7 s of each process on a 2-core CPU: storm 1.4 s, MABrax
+# brax and MuJoCo, ...). These ids are built from their own family's subpackage, under jaxmarl's packages
+# deferred (envs.deferred: MPE alone imports in 0.5 s); the rest through jaxmarl.make. id -> (family, class), as
+# jaxmarl.make builds them (a test checks).
+_MABRAX = {"ant_4x2": "Ant", "halfcheetah_6x1": "HalfCheetah", "hopper_3x1": "Hopper", "humanoid_9|8": "Humanoid",
+           "walker2d_2x3": "Walker2d"}
+_CLASSES = {
+    "MPE_simple_v3": ("mpe", "SimpleMPE"), "MPE_simple_tag_v3": ("mpe", "SimpleTagMPE"),
+    "MPE_simple_world_comm_v3": ("mpe", "SimpleWorldCommMPE"), "MPE_simple_spread_v3": ("mpe", "SimpleSpreadMPE"),
+    "MPE_simple_crypto_v3": ("mpe", "SimpleCryptoMPE"),
+    "MPE_simple_speaker_listener_v4": ("mpe", "SimpleSpeakerListenerMPE"),
+    "MPE_simple_push_v3": ("mpe", "SimplePushMPE"), "MPE_simple_adversary_v3": ("mpe", "SimpleAdversaryMPE"),
+    "MPE_simple_reference_v3": ("mpe", "SimpleReferenceMPE"), "MPE_simple_facmac_v1": ("mpe", "SimpleFacmacMPE"),
+    "MPE_simple_facmac_3a_v1": ("mpe", "SimpleFacmacMPE3a"), "MPE_simple_facmac_6a_v1": ("mpe", "SimpleFacmacMPE6a"),
+    "MPE_simple_facmac_9a_v1": ("mpe", "SimpleFacmacMPE9a"), "switch_riddle": ("switch_riddle", "SwitchRiddle"),
+    "SMAX": ("smax", "SMAX"), "HeuristicEnemySMAX": ("smax", "HeuristicEnemySMAX"), "hanabi": ("hanabi", "Hanabi"),
+    "overcooked": ("overcooked", "Overcooked"), "overcooked_v2": ("overcooked_v2", "OvercookedV2"),
+    "coin_game": ("coin_game", "CoinGame"), "jaxnav": ("jaxnav", "JaxNav"),
+    **{name: ("mabrax", cls) for name, cls in _MABRAX.items()},
+}
+
+
+def _family(family: str):
+    """The module jaxmarl.environments.<family>, without running jaxmarl's package __init__s until they are used."""
+    for package in ("jaxmarl", "jaxmarl.environments"):
+        defer_import(package)
+    return importlib.import_module(f"jaxmarl.environments.{family}")
+
+
 def ids() -> list[str]:
     import jaxmarl
-    from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
 
-    return list(jaxmarl.registered_envs) + [f"{e}/{m}" for e in _SMAX_IDS for m in MAP_NAME_TO_SCENARIO]
+    scenarios = _family("smax").smax_env.MAP_NAME_TO_SCENARIO
+    return list(jaxmarl.registered_envs) + [f"{e}/{m}" for e in _SMAX_IDS for m in scenarios]
 
 
 def make(name: str, **kwargs) -> Environment:
-    import jaxmarl
-
     base, _, scenario = name.partition("/")
     if scenario:  # SMAX/<map>, HeuristicEnemySMAX/<map>
-        from jaxmarl.environments.smax import map_name_to_scenario
-
-        env = jaxmarl.make(base, scenario=map_name_to_scenario(scenario), **kwargs)
-        return JaxMarlEnv(env, f"jaxmarl:{name}", zero_sum_teams=base == "SMAX")
-    if name in {"ant_4x2", "halfcheetah_6x1", "hopper_3x1", "humanoid_9|8", "walker2d_2x3"}:
-        kwargs.setdefault("auto_reset", False)  # MABrax: AutoReset does it
+        kwargs["scenario"] = _family("smax").map_name_to_scenario(scenario)
+    if base in _MABRAX:
+        kwargs.setdefault("auto_reset", False)  # AutoReset does it
     try:
-        env = jaxmarl.make(name, **kwargs)
+        if base in _CLASSES:
+            family, cls = _CLASSES[base]
+            env = getattr(_family(family), cls)(**kwargs)
+        else:
+            import jaxmarl
+
+            env = jaxmarl.make(name, **kwargs)
     except Exception as err:
         raise JaxrlError(f"jaxmarl:{name} failed to construct: {type(err).__name__}: {err}") from err
-    return JaxMarlEnv(env, f"jaxmarl:{name}")
+    return JaxMarlEnv(env, f"jaxmarl:{name}", zero_sum_teams=bool(scenario) and base == "SMAX")

@@ -151,17 +151,20 @@ def make(env_id: str, **kwargs) -> Environment:
     source, sep, name = env_id.partition(":")
     if not sep or source not in _SOURCES:
         raise _unknown(env_id, list_ids())
-    names = _source_ids(source)
-    if env_id not in names:
-        if not names:
-            raise UnknownEnvError(f"env source {source!r} is unavailable: its package failed to import")
-        raise _unknown(env_id, names)
     adapter = importlib.import_module(_SOURCES[source])
+    if name not in adapter.IDS and name not in adapter.UNAVAILABLE:  # registered at run time, or unknown
+        names = _source_ids(source)
+        if env_id not in names:
+            if not names:
+                raise UnknownEnvError(f"env source {source!r} is unavailable: its package failed to import")
+            raise _unknown(env_id, names)
     try:
         with _quiet():
             return adapter.make(name, **kwargs)
     except TypeError as err:
         raise JaxrlError(f"bad keyword arguments for {env_id}: {err}") from err
+    except ImportError as err:
+        raise UnknownEnvError(f"env source {source!r} is unavailable: its package failed to import ({err})") from err
     except Exception as err:
         if name not in adapter.UNAVAILABLE or isinstance(err, JaxrlError):
             raise

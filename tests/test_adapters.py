@@ -161,3 +161,37 @@ assert len(pong.sns.color_palette("cubehelix", 3)) == 3
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=110)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.timeout(120)
+def test_a_jaxmarl_env_builds_without_the_other_families_which_load_when_jaxmarl_is_used():
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from jaxrl import envs
+env = envs.make("jaxmarl:MPE_simple_spread_v3")
+heavy = [m for m in sys.modules if m.startswith(("jaxmarl.environments.storm", "jaxmarl.environments.mabrax", "brax"))]
+assert not heavy, heavy
+import jaxmarl
+assert type(jaxmarl.make("MPE_simple_spread_v3")) is type(env.unwrapped._env) is jaxmarl.environments.SimpleSpreadMPE
+assert "jaxmarl.environments.storm" in sys.modules
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=110)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_jaxmarl_ids_built_from_their_family_are_the_classes_jaxmarl_make_builds(monkeypatch):
+    import importlib
+
+    import jaxmarl.registration
+
+    from jaxrl.envs.jaxmarl_adapter import _CLASSES
+
+    for family, name in set(_CLASSES.values()):
+        assert getattr(importlib.import_module(f"jaxmarl.environments.{family}"), name) is \
+            getattr(jaxmarl.registration, name), (family, name)
+        monkeypatch.setattr(jaxmarl.registration, name, lambda name=name, **kwargs: name)  # make returns the name
+    assert {env_id: jaxmarl.registration.make(env_id) for env_id in _CLASSES} == \
+        {env_id: name for env_id, (_, name) in _CLASSES.items()}
