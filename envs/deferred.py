@@ -35,3 +35,8 @@ def defer_import(name: str) -> None:
     parent, _, child = name.rpartition(".")
     if parent:  # bound to its package, as an import binds it
         setattr(sys.modules[parent], child, module)
+
+
+def is_loaded(name: str) -> bool:
+    """Whether module `name` is imported and its code has run (not only deferred)."""
+    return name in sys.modules and not isinstance(sys.modules[name], _Deferred)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from jaxrl.envs.core import Environment
+from jaxrl.envs.deferred import is_loaded
 from jaxrl.errors import JaxrlError
 
 # source -> module with `ids()` and `make(name, **kwargs)`
@@ -111,7 +112,7 @@ def _listed(source: str) -> list[str]:
     registered with the package at run time (brax.envs.register_environment) once it is loaded."""
     adapter = importlib.import_module(_SOURCES[source])
     listed = [f"{source}:{name}" for name in adapter.IDS]
-    if adapter.PACKAGE in sys.modules:  # loaded anyway: reading its registry costs nothing
+    if is_loaded(adapter.PACKAGE):  # loaded anyway: reading its registry costs nothing
         known = set(listed) | {f"{source}:{name}" for name in adapter.UNAVAILABLE}
         listed += [i for i in _source_ids(source) if i not in known]
     return listed

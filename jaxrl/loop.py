@@ -339,10 +339,12 @@ def vmap_sharing_key(chunk: Callable, pattern: KeyPattern) -> Callable:
 
 
 def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: Layout = SINGLE,
-                    share_keys: bool = True) -> Compiled:
+                    share_keys: bool = True, while_compiling: Callable | None = None) -> Compiled:
     """AOT-compile the init and chunk, batched over runs (keys and hyperparameters), for `layout`.
     A single run on one device is compiled without a run axis (a vmap of one costs time); runs whose keys
-    repeat take each key once (`key_pattern`) unless `share_keys` is off."""
+    repeat take each key once (`key_pattern`) unless `share_keys` is off. `while_compiling()` runs on a worker
+    thread once the chunk is traced, while XLA compiles it without the GIL (started earlier, host work such as
+    imports would hold the GIL against the tracing: a 16-run sweep's chunk traced in 1.3 s instead of 0.4 s)."""
     start = time.perf_counter()
     num_runs = keys.shape[0]
     state_shape, metric_shapes = state_shapes(program, keys, hparams)
@@ -377,6 +379,8 @@ def compile_program(program: Program, keys: jax.Array, hparams: dict, layout: La
             lowered, pattern = None, None
     if lowered is None:
         lowered = jax.jit(batched, donate_argnums=(0, 1), **shardings.get("chunk", {})).lower(*args)
+    if while_compiling:
+        in_background(while_compiling)
     chunk = lowered.compile(compiler_options(1))
     return Compiled(init.result(), chunk, num_runs, time.perf_counter() - start, layout, state_sharding, pattern)
 

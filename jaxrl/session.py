@@ -47,8 +47,9 @@ def parse_every(every: int | str) -> tuple[int | None, float | None]:
 
 def preload_host_modules() -> None:
     """Import what the host side needs once the run is going (orbax for checkpoints, matplotlib for the figures
-    every driver draws): called on a worker thread while XLA compiles without the GIL, these imports (1-2 s on a
-    2-core machine) leave the process's critical path, and the run does not share the CPU with them."""
+    every driver draws): called on a worker thread while XLA compiles the chunk without the GIL
+    (`loop.compile_program`'s `while_compiling`), these imports (1-2 s on a 2-core machine) leave the process's
+    critical path, and the run does not share the CPU with them."""
     import orbax.checkpoint  # noqa: F401
 
     from jaxrl import plots
@@ -131,9 +132,8 @@ class Session:
         return message
 
     def compile(self) -> loop.Compiled:
-        loop.in_background(preload_host_modules)
-        self.compiled = self.guard.interruptible(
-            lambda: loop.compile_program(self.program, self.keys, self.hparams, self.layout))
+        self.compiled = self.guard.interruptible(lambda: loop.compile_program(
+            self.program, self.keys, self.hparams, self.layout, while_compiling=preload_host_modules))
         return self.compiled
 
     def restore(self, step: int, flag: str = "--from-checkpoint {}") -> loop.Start:

@@ -174,6 +174,8 @@ from jaxrl import envs
 env = envs.make("jaxmarl:MPE_simple_spread_v3")
 heavy = [m for m in sys.modules if m.startswith(("jaxmarl.environments.storm", "jaxmarl.environments.mabrax", "brax"))]
 assert not heavy, heavy
+assert "jaxmarl:MPE_simple_spread_v3" in envs.list_ids("spread")  # the static list: jaxmarl's not needed
+assert "jaxmarl.environments.storm" not in sys.modules
 import jaxmarl
 assert type(jaxmarl.make("MPE_simple_spread_v3")) is type(env.unwrapped._env) is jaxmarl.environments.SimpleSpreadMPE
 assert "jaxmarl.environments.storm" in sys.modules
