@@ -143,6 +143,10 @@ def _unknown(env_id: str, candidates: list[str]) -> UnknownEnvError:
     return UnknownEnvError(f"unknown env id {env_id!r}{hint} (run 'jaxrl envs' for the full list)")
 
 
+def _unavailable(source: str, detail: str = "") -> UnknownEnvError:
+    return UnknownEnvError(f"env source {source!r} is unavailable: its package failed to import{detail}")
+
+
 def make(env_id: str, **kwargs) -> Environment:
     """Build the environment named `env_id`; its MDP parameters are `env.default_params`."""
     if env_id in _USER:
@@ -157,7 +161,7 @@ def make(env_id: str, **kwargs) -> Environment:
         names = _source_ids(source)
         if env_id not in names:
             if not names:
-                raise UnknownEnvError(f"env source {source!r} is unavailable: its package failed to import")
+                raise _unavailable(source)
             raise _unknown(env_id, names)
     try:
         with _quiet():
@@ -165,7 +169,7 @@ def make(env_id: str, **kwargs) -> Environment:
     except TypeError as err:
         raise JaxrlError(f"bad keyword arguments for {env_id}: {err}") from err
     except ImportError as err:
-        raise UnknownEnvError(f"env source {source!r} is unavailable: its package failed to import ({err})") from err
+        raise _unavailable(source, f" ({err})") from err
     except Exception as err:
         if name not in adapter.UNAVAILABLE or isinstance(err, JaxrlError):
             raise
